@@ -1,0 +1,1 @@
+"""Sample-quality metrics, mode-collapse and memorization checks."""

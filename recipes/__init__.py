@@ -1,0 +1,1 @@
+"""Recipe families (one file each) and the registry of named recipes."""

@@ -1,0 +1,103 @@
+"""Vanilla GAN with MLPs (Goodfellow et al. 2014; lecture seeds 002 and 001).
+
+    python -m suite run gan_ring8      # 2D mixture, minutes on a CPU
+    python -m suite run gan_mnist      # the lecture's MNIST recipe (needs MNIST locally)
+
+G: z(100) -> 256 -> 512 -> 1024 -> data, LeakyReLU(0.2) + BatchNorm, tanh output.
+D: data -> 512 -> 256 -> 1, LeakyReLU(0.2), logits (sigmoid inside the BCE).
+One step = `d_steps` (Goodfellow's k = 1) D updates on real (label 1) and detached fakes
+(label 0), then one non-saturating G update with fakes labelled real, D frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from recipes.base import BaseConfig, BCEGANMixin, DataInfo, Trainer
+from suite.errors import ConfigError
+
+
+@dataclass
+class Config(BaseConfig):
+    family = "gan"
+    nz: int = 100  # latent size, z ~ N(0, I) (seed 002: "d equals 100")
+    g_hidden: tuple[int, ...] = (256, 512, 1024)  # seed 002 dense generator
+    d_hidden: tuple[int, ...] = (512, 256)
+    lr_g: float = 2e-4  # Adam, both nets
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # k in Goodfellow et al. Algorithm 1 (k = 1 in their experiments)
+    batch_size: int = 100  # Goodfellow et al.'s MNIST minibatch
+    # 2D mixtures need an unbounded output; images use the paper's tanh.
+    output_activation: str = "tanh"
+    epochs: float = 50.0
+
+    def check(self) -> None:
+        if self.d_steps < 1:
+            raise ConfigError(f"invalid d_steps={self.d_steps}: must be >= 1")
+        if self.output_activation not in ("tanh", "none"):
+            raise ConfigError(f"invalid output_activation={self.output_activation!r}: tanh|none")
+        if self.nz < 1 or not self.g_hidden or not self.d_hidden or min(self.g_hidden + self.d_hidden) < 1:
+            raise ConfigError("nz and hidden widths must be >= 1")
+
+
+class Generator(nn.Module):
+    def __init__(self, nz: int, hidden: tuple[int, ...], shape: tuple[int, ...], tanh: bool):
+        super().__init__()
+        self.shape = shape
+        layers, width = [], nz
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2), nn.BatchNorm1d(h)]
+            width = h
+        layers.append(nn.Linear(width, math.prod(shape)))
+        if tanh:
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.shape)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, hidden: tuple[int, ...], shape: tuple[int, ...]):
+        super().__init__()
+        layers, width = [nn.Flatten()], math.prod(shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
+class GANTrainer(BCEGANMixin, Trainer):
+    def __init__(self, cfg: Config, info: DataInfo, device):
+        super().__init__(cfg, info, device)
+        self.kind = "points" if info.kind == "points" else "image"
+        tanh = cfg.output_activation == "tanh"
+        self.G = Generator(cfg.nz, cfg.g_hidden, info.shape, tanh).to(self.device)
+        self.D = Discriminator(cfg.d_hidden, info.shape).to(self.device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.modules = {"G": self.G, "D": self.D}
+        self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+
+    def noise(self, n, generator=None):
+        return torch.randn(n, self.cfg.nz, generator=generator).to(self.device)
+
+    def train_step(self, next_batch):
+        for _ in range(self.cfg.d_steps):  # Algorithm 1: k D updates, fresh noise each
+            real = next_batch()
+            with torch.no_grad():
+                fake = self.G(self.noise(real.shape[0]))
+            out = self.d_step(real, fake)
+        out.update(self.g_step(self.G(self.noise(real.shape[0]))))
+        return out

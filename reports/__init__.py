@@ -1,0 +1,1 @@
+"""Reports built from MLflow runs and Optuna studies."""

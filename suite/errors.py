@@ -1,0 +1,33 @@
+"""User-facing errors. The CLI catches `SuiteError` once and prints one line (exit 2)."""
+
+
+class SuiteError(Exception):
+    """Base class: the message is the single line the user sees."""
+
+    exit_code = 2
+
+
+class ConfigError(SuiteError):
+    """Unknown recipe, unknown or mistyped `--set` key, invalid hyperparameter."""
+
+
+class DatasetNotFound(SuiteError):
+    """A dataset is not present locally (and no download was asked for)."""
+
+
+class DataError(SuiteError):
+    """Malformed input data: wrong shape, NaN, empty, unreadable image folder."""
+
+
+class CheckpointError(SuiteError):
+    """Missing, truncated or corrupt checkpoint."""
+
+
+class TrackingError(SuiteError):
+    """Tracking store unreachable, unknown run id, run of another recipe."""
+
+
+class TrainingDiverged(SuiteError):
+    """A loss became NaN/inf; the run is marked FAILED, the last good checkpoint is kept."""
+
+    exit_code = 1

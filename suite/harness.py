@@ -1,0 +1,370 @@
+"""The training loop: seed, device, steps, sample grids, evaluation, checkpoints, resume, NaN guard.
+
+    python -m suite run dcgan_fashion --max-steps 200
+    python -m suite run --resume RUN_ID
+
+It knows nothing about any family: it drives a `recipes.base.Trainer` and hands what it
+measures to `suite.tracking.Tracker`. One step is one generator iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from recipes import registry
+from recipes.base import BaseConfig, DataInfo, Trainer, flatten
+from suite import checkpoint, data, images, paths
+from suite.errors import CheckpointError, ConfigError, TrainingDiverged
+from suite.progress import Progress
+from suite.tracking import Tracker
+
+FLUSH_EVERY = 25  # steps between metric flushes (one host sync and one async MLflow batch)
+CHECKPOINT_FORMAT = 1
+
+
+class Evaluator(Protocol):
+    """Computes metrics of a trainer's current generator (see evaluation/)."""
+
+    primary: str  # metric that picks the best checkpoint
+    mode: str  # "min" | "max"
+
+    def __call__(self, trainer: Trainer, step: int, tracker: Tracker | None) -> dict[str, float]: ...
+
+
+@dataclass
+class RunRequest:
+    recipe: str | None = None
+    overrides: dict[str, object] = field(default_factory=dict)
+    seed: int | None = None
+    device: str = "cpu"
+    max_steps: int | None = None
+    data_root: str | None = None
+    download: bool = False
+    resume: str | None = None
+    progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
+    evaluate: bool = True
+    parent_run_id: str | None = None  # a study's parent run (tuning)
+    run_name: str | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+    on_eval: Callable[[int, dict[str, float]], None] | None = None  # e.g. Optuna's report/prune
+
+
+@dataclass
+class Prepared:
+    recipe: str
+    family: str
+    cfg: BaseConfig
+    loaded: data.Loaded
+    info: DataInfo
+    device: torch.device
+
+    def resolved(self) -> dict:
+        """What `suite show` prints and every run stores as config.json."""
+        return {"recipe": self.recipe, "family": self.family, "config": dataclasses.asdict(self.cfg)}
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"invalid --device '{name}': use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but no CUDA device is available (torch.cuda.is_available() is False)")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported --device '{name}': use cpu or cuda")
+    return device
+
+
+def resolve_config(recipe: str, overrides: dict, seed: int | None = None, max_steps: int | None = None) -> BaseConfig:
+    overrides = dict(overrides)
+    if seed is not None:
+        overrides["seed"] = seed
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
+    return registry.resolve(recipe, overrides)
+
+
+def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, download=False) -> Prepared:
+    """Config + data + device, checked before anything is logged (a missing dataset makes no run)."""
+    dev = resolve_device(device)
+    loaded = data.load(cfg.dataset, data_root=data_root, download=download, image_size=cfg.image_size,
+                       load_size=cfg.load_size, flip=cfg.flip, subset=cfg.train_subset)
+    if loaded.kind == "points" and registry.get(recipe).family not in ("gan",):
+        raise ConfigError(f"dataset '{cfg.dataset}' holds 2D points; only the gan family trains on it")
+    if (loaded.kind == "unpaired") != (cfg.family == "cyclegan"):
+        raise ConfigError(f"family {cfg.family} cannot train on dataset '{cfg.dataset}' ({loaded.kind})")
+    if loaded.kind == "image" and cfg.image_size == 0:
+        cfg = dataclasses.replace(cfg, image_size=loaded.shape[-1])
+    return Prepared(recipe, cfg.family, cfg, loaded, data.data_info(loaded, cfg.batch_size), dev)
+
+
+def build_trainer(p: Prepared) -> Trainer:
+    torch.manual_seed(p.cfg.seed)
+    trainer = registry.FAMILIES[p.family][1](p.cfg, p.info, p.device)
+    if trainer.kind == "translation":
+        trainer.fixed_inputs = data.fixed_examples(p.loaded, p.cfg.n_sample)
+    return trainer
+
+
+def make_stream(p: Prepared) -> data.BatchStream:
+    return data.BatchStream(p.loaded, p.cfg.batch_size, p.cfg.seed, p.device, image_size=p.cfg.image_size,
+                            flip=p.cfg.flip, num_workers=p.cfg.num_workers)
+
+
+def batches_per_step(trainer: Trainer, step: int) -> int:
+    from recipes import wgan
+
+    if isinstance(trainer, wgan.WGANTrainer):
+        return wgan.critic_iters(trainer.cfg, step)
+    return getattr(trainer.cfg, "d_steps", 1)
+
+
+def total_steps(trainer: Trainer, cfg: BaseConfig, info: DataInfo) -> int:
+    """max_steps, else the generator iterations that consume `epochs` passes over the data."""
+    if cfg.max_steps:
+        return cfg.max_steps
+    budget, steps = math.ceil(cfg.epochs * info.steps_per_epoch), 0
+    while budget > 0:
+        budget -= batches_per_step(trainer, steps)
+        steps += 1
+    return steps
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Session:
+    """One training run in progress: the loop and everything it writes."""
+
+    def __init__(self, p: Prepared, trainer: Trainer, stream: data.BatchStream, tracker: Tracker,
+                 evaluator: Evaluator | None, progress: bool | None, skip_through: int = 0, best: dict | None = None,
+                 on_eval=None):
+        self.p, self.cfg, self.trainer, self.stream, self.tracker = p, p.cfg, trainer, stream, tracker
+        self.evaluator, self.on_eval = evaluator, on_eval
+        self.skip_through = skip_through  # steps already in the run's metric history (resume)
+        self.best = best or {}
+        self.total = total_steps(trainer, p.cfg, p.info)
+        self.ckpt_dir = paths.run_dir(tracker.run_id) / "checkpoints"
+        self.pending: list[tuple[int, dict]] = []
+        self.progress = Progress(self.total, trainer.step, desc=p.recipe, enabled=progress)
+        self.last_values: dict[str, float] = {}
+        self._t_mark, self._batches_mark = time.perf_counter(), self._batches()
+
+    def _batches(self) -> int:
+        return self.stream.epoch * self.stream.steps_per_epoch + self.stream.pos
+
+    # -- the loop
+    def run(self) -> None:
+        t, cfg = self.trainer, self.cfg
+        if t.step == 0:
+            self.log_samples(0)
+        while t.step < self.total:
+            out = t.train_step(self.stream)
+            t.step += 1
+            out.update(t.learning_rates())
+            self.pending.append((t.step, out))
+            while t.epoch < self.stream.epochs_done:
+                t.epoch += 1
+                t.on_epoch_end()
+            last = t.step == self.total
+            evaluating = self.evaluator is not None and (last or (cfg.eval_every and t.step % cfg.eval_every == 0))
+            if len(self.pending) >= FLUSH_EVERY or last or t.step % cfg.sample_every == 0 or evaluating or \
+                    t.step % cfg.checkpoint_every == 0:
+                self.flush()
+            self.progress.update(t.step)
+            if t.step % cfg.sample_every == 0 or last:
+                self.log_samples(t.step)
+            if evaluating:
+                self.evaluate(t.step)
+            if t.step % cfg.checkpoint_every == 0 or last:
+                self.save_checkpoint()
+        self.finish()
+
+    def flush(self) -> None:
+        """Move buffered step metrics to the host once, stop on non-finite losses, log."""
+        if not self.pending:
+            return
+        last = self.pending[-1][1]
+        tkeys = [k for k, v in last.items() if torch.is_tensor(v)]
+        fkeys = [k for k in last if k not in tkeys]
+        # One device->host copy per flush instead of one sync per value per step.
+        tvals = torch.stack([torch.stack([d[k].float() for k in tkeys]) for _, d in self.pending]).cpu().tolist() \
+            if tkeys else [[] for _ in self.pending]
+        keys = tkeys + fkeys
+        table = [tv + [float(d[k]) for k in fkeys] for tv, (_, d) in zip(tvals, self.pending)]
+        now = time.perf_counter()
+        batches = self._batches()
+        rate = (batches - self._batches_mark) * self.cfg.batch_size / max(now - self._t_mark, 1e-9)
+        steps_rate = len(self.pending) / max(now - self._t_mark, 1e-9)
+        self._t_mark, self._batches_mark = now, batches
+        bad = None
+        for (step, _), row in zip(self.pending, table):
+            values = dict(zip(keys, row))
+            if step > self.skip_through:
+                self.tracker.log_metrics(step, values)
+            if bad is None and not all(math.isfinite(v) for k, v in values.items() if k.startswith("loss")):
+                bad = (step, {k: v for k, v in values.items() if not math.isfinite(v)})
+                break
+        last_step = self.pending[-1][0]
+        self.pending.clear()
+        if bad is not None:
+            step, which = bad
+            raise TrainingDiverged(
+                f"non-finite loss at step {step} ({', '.join(f'{k}={v}' for k, v in which.items())}); "
+                f"run marked FAILED, last good checkpoint kept")
+        if last_step > self.skip_through:
+            self.tracker.log_metrics(last_step, {"perf/images_per_s": rate, "perf/steps_per_s": steps_rate})
+        self.last_values = {k: v for k, v in values.items() if k.startswith("loss") or k == "wasserstein_estimate"}
+        self.progress.show(self.last_values, rate)
+        self.tracker.flush()
+
+    def log_samples(self, step: int) -> None:
+        t = self.trainer
+        x = t.samples()
+        if t.kind == "points":
+            picture = images.scatter(x, self.p.loaded.meta.get("modes"), f"{self.p.recipe} step {step}")
+        else:
+            picture = images.grid(x, getattr(t, "grid_nrow", None))
+        self.tracker.log_image(picture, f"samples/step_{step:06d}.png")
+
+    def evaluate(self, step: int) -> None:
+        metrics = self.evaluator(self.trainer, step, self.tracker)
+        if step > self.skip_through or not self.best:
+            self.tracker.log_metrics(step, metrics)
+        value = metrics.get(self.evaluator.primary)
+        if value is not None and math.isfinite(value):
+            better = (not self.best or (value < self.best["value"] if self.evaluator.mode == "min"
+                                        else value > self.best["value"]))
+            if better:
+                self.best = {"metric": self.evaluator.primary, "value": value, "step": step}
+                self.save_checkpoint("best")
+                self.tracker.set_tags({"suite.best_step": step, "suite.best_metric": self.evaluator.primary,
+                                       "suite.best_value": f"{value:.6g}"})
+        if self.on_eval is not None:
+            self.on_eval(step, metrics)
+
+    def checkpoint_state(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "recipe": self.p.recipe,
+            "family": self.p.family,
+            "config": dataclasses.asdict(self.cfg),
+            "trainer": self.trainer.state_dict(),
+            "stream": self.stream.state_dict(),
+            "rng": rng_state(),
+            "best": self.best,
+        }
+
+    def save_checkpoint(self, name: str = "last") -> None:
+        self.flush()  # never checkpoint weights that produced a non-finite loss
+        path = checkpoint.save(self.checkpoint_state(), self.ckpt_dir / f"{name}.pt")
+        self.tracker.log_artifact(path, "checkpoints")
+
+    def finish(self) -> None:
+        gen = {"family": self.p.family, "recipe": self.p.recipe, "config": dataclasses.asdict(self.cfg),
+               "generator": self.trainer.generator_state()}
+        path = checkpoint.save(gen, self.ckpt_dir / "generator.pt")
+        self.tracker.log_artifact(path, "checkpoints")
+        self.progress.close()
+
+
+def _tags(p: Prepared, recipe_meta) -> dict:
+    return {
+        "suite.recipe": p.recipe,
+        "suite.family": p.family,
+        "suite.dataset": p.cfg.dataset,
+        "suite.seed": str(p.cfg.seed),
+        "suite.device": str(p.device),
+        "suite.cpu_sized": str(recipe_meta.cpu_sized),
+    }
+
+
+def _resume_state(tracker: Tracker) -> dict:
+    local = paths.run_dir(tracker.run_id) / "checkpoints" / "last.pt"
+    if local.is_file():
+        return checkpoint.load(local)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracker.download("checkpoints/last.pt", Path(tmp))
+        if path is None:
+            raise CheckpointError(f"run {tracker.run_id} has no checkpoint to resume from (checkpoints/last.pt)")
+        return checkpoint.load(path)
+
+
+def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | None] | None = None) -> str:
+    """Run (or resume) one training run; returns its MLflow run id."""
+    if req.resume:
+        tracker = Tracker.attach(req.resume)
+        try:
+            saved = tracker.config()
+            if req.overrides:
+                raise ConfigError("--set cannot change a resumed run's config (only --max-steps can extend it)")
+            values = dict(saved["config"])
+            if req.max_steps is not None:
+                values["max_steps"] = req.max_steps
+            cfg = registry.config_from_dict(saved["family"], values)
+            p = prepare(saved["recipe"], cfg, req.device, req.data_root, req.download)
+            state = _resume_state(tracker)
+            if state.get("format") != CHECKPOINT_FORMAT or state.get("family") != p.family:
+                raise CheckpointError(f"checkpoint of run {req.resume} does not match its config")
+            trainer = build_trainer(p)
+            stream = make_stream(p)
+            try:
+                trainer.load_state_dict(state["trainer"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint of run {req.resume} does not fit the model: {str(e)[:200]}") from None
+            stream.load_state_dict(state["stream"])
+            set_rng_state(state["rng"])
+            skip = tracker.last_step("loss/g")
+            best = state.get("best") or {}
+        except BaseException:
+            tracker.finish("FAILED", "resume failed")
+            raise
+    else:
+        recipe_meta = registry.get(req.recipe)
+        cfg = resolve_config(req.recipe, req.overrides, req.seed, req.max_steps)
+        p = prepare(req.recipe, cfg, req.device, req.data_root, req.download)
+        trainer = build_trainer(p)
+        stream = make_stream(p)
+        run_name = req.run_name or f"{p.recipe}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        params = {"recipe": p.recipe, "family": p.family, **flatten(dataclasses.asdict(cfg))}
+        tracker = Tracker.create(p.recipe, run_name, params, {**_tags(p, recipe_meta), **req.extra_tags},
+                                 p.resolved(), parent_run_id=req.parent_run_id)
+        skip, best = 0, {}
+    evaluator = evaluator_factory(p) if (evaluator_factory and req.evaluate) else None
+    session = None
+    try:
+        session = Session(p, trainer, stream, tracker, evaluator, req.progress, skip, best, req.on_eval)
+        session.run()
+    except TrainingDiverged as e:
+        tracker.finish("FAILED", str(e))
+        raise
+    except KeyboardInterrupt:
+        tracker.finish("KILLED", "interrupted (KeyboardInterrupt)")
+        raise
+    except BaseException as e:
+        tracker.finish("FAILED", f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        if session is not None:
+            session.progress.close()
+    tracker.finish("FINISHED")
+    return tracker.run_id

@@ -1,0 +1,203 @@
+"""The only module that talks to MLflow.
+
+One experiment per recipe; params = the flattened config; tags `suite.*`; metrics batched and
+sent asynchronously (MLflow's own async queue) so logging never dominates a training step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from suite import paths
+from suite.errors import TrackingError
+
+MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
+
+
+def _quiet() -> None:
+    # MLflow sets its logger up on import; its INFO lines (DB migrations) are noise here.
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def client():
+    from mlflow.tracking import MlflowClient
+
+    _quiet()
+    uri = paths.tracking_uri()
+    check_reachable(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in one line, fast, instead of MLflow's minutes of retries."""
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+        except Exception as e:  # noqa: BLE001 - any failure means unreachable
+            raise TrackingError(f"tracking server {uri} is unreachable ({type(e).__name__})") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"cannot create the tracking store folder {folder}: {e.strerror}") from None
+        if not os.access(folder, os.W_OK):
+            raise TrackingError(f"tracking store folder {folder} is not writable")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_tags() -> dict[str, str]:
+    import mlflow
+    import torch
+    import torchvision
+
+    import suite
+
+    return {
+        "suite.git_commit": git_commit(),
+        "suite.version": suite.__version__,
+        "suite.torch_version": torch.__version__,
+        "suite.torchvision_version": torchvision.__version__,
+        "suite.mlflow_version": mlflow.__version__,
+        "suite.python_version": platform.python_version(),
+        "suite.host": platform.node(),
+    }
+
+
+def experiment_id(c, name: str) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    # A local store keeps artifacts under SUITE_HOME; a server decides for itself.
+    location = None if paths.tracking_uri().startswith("http") else f"{paths.artifact_root()}/{name}"
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - another process created it first
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+class Tracker:
+    """One MLflow run: buffered metrics, images, artifacts, and its final status."""
+
+    def __init__(self, run_id: str, c=None):
+        self.client = c or client()
+        self.run_id = run_id
+        self._buffer: list = []
+        self._pending: list = []
+
+    # -- creation
+    @classmethod
+    def create(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
+               parent_run_id: str | None = None) -> Tracker:
+        from mlflow.entities import Param, RunTag
+
+        c = client()
+        exp_id = experiment_id(c, experiment)
+        all_tags = {**environment_tags(), **tags}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = c.create_run(exp_id, run_name=run_name, tags=all_tags)
+        self = cls(run.info.run_id, c)
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            c.log_batch(self.run_id, params=items[i : i + 100])
+        self.log_text(json.dumps(config, indent=2), "config.json")
+        return self
+
+    @classmethod
+    def attach(cls, run_id: str) -> Tracker:
+        c = client()
+        try:
+            c.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
+            raise TrackingError(f"no run with id '{run_id}' in {paths.tracking_uri()}") from None
+        c.update_run(run_id, status="RUNNING")
+        return cls(run_id, c)
+
+    # -- reading back
+    def run(self):
+        return self.client.get_run(self.run_id)
+
+    def config(self) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(self.run_id, "config.json", tmp)
+            except Exception:  # noqa: BLE001
+                raise TrackingError(f"run {self.run_id} has no config.json: not a suite run") from None
+            return json.loads(Path(path).read_text())
+
+    def last_step(self, key: str) -> int:
+        """Highest step logged for `key` (-1 if none): a resumed run does not log these again."""
+        history = self.client.get_metric_history(self.run_id, key)
+        return max((m.step for m in history), default=-1)
+
+    def download(self, artifact_path: str, dst: Path) -> Path | None:
+        try:
+            return Path(self.client.download_artifacts(self.run_id, artifact_path, str(dst)))
+        except Exception:  # noqa: BLE001 - absent artifact
+            return None
+
+    # -- writing
+    def set_tags(self, tags: dict) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_metrics(self, step: int, values: dict[str, float], timestamp: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        ts = timestamp or int(time.time() * 1000)
+        self._buffer.extend(Metric(k, float(v), ts, step) for k, v in values.items())
+        if len(self._buffer) >= MAX_BUFFER:
+            self.flush()
+
+    def flush(self, wait: bool = False) -> None:
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:MAX_BUFFER], self._buffer[MAX_BUFFER:]
+            self._pending.append(self.client.log_batch(self.run_id, metrics=chunk, synchronous=False))
+        if wait:
+            for op in self._pending:
+                if op is not None:
+                    op.wait()
+            self._pending.clear()
+
+    def log_image(self, image: np.ndarray, artifact_file: str) -> None:
+        self.client.log_image(self.run_id, image, artifact_file=artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        try:
+            self.flush(wait=True)
+        finally:
+            if reason:
+                self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
+            self.client.set_terminated(self.run_id, status=status)
