@@ -168,6 +168,7 @@ class Session:
         self.progress = Progress(self.total, trainer.step, desc=p.recipe, enabled=progress)
         self.last_values: dict[str, float] = {}
         self._t_mark, self._batches_mark = time.perf_counter(), self._batches()
+        self.t_start, self.start_step = self._t_mark, trainer.step
 
     def _batches(self) -> int:
         return self.stream.epoch * self.stream.steps_per_epoch + self.stream.pos
@@ -284,7 +285,10 @@ class Session:
                "generator": self.trainer.generator_state()}
         path = checkpoint.save(gen, self.ckpt_dir / "generator.pt")
         self.tracker.log_artifact(path, "checkpoints")
-        self.progress.close()
+        elapsed = time.perf_counter() - self.t_start
+        done = self.trainer.step - self.start_step
+        self.progress.close(f"{self.p.recipe}: {done} steps in {elapsed:.1f} s "
+                            f"({done / max(elapsed, 1e-9):.2f} steps/s), run {self.tracker.run_id}")
 
 
 def _tags(p: Prepared, recipe_meta) -> dict:
@@ -335,9 +339,9 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
             set_rng_state(state["rng"])
             skip = tracker.last_step("loss/g")
             best = state.get("best") or {}
-        except BaseException:
-            tracker.finish("FAILED", "resume failed")
-            raise
+        except KeyError as e:  # a checkpoint missing a section
+            raise CheckpointError(f"checkpoint of run {req.resume} lacks '{e.args[0]}'") from None
+        tracker.mark_running()  # only now: a failed resume leaves the run as it was
     else:
         recipe_meta = registry.get(req.recipe)
         cfg = resolve_config(req.recipe, req.overrides, req.seed, req.max_steps)

@@ -40,5 +40,6 @@ class Progress:
     def close(self, message: str = "") -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
         if message:
             print(message, file=sys.stderr, flush=True)

@@ -21,6 +21,8 @@ from suite import paths
 from suite.errors import TrackingError
 
 MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
+# Artifact download bars would break the one-line-error contract and clutter logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _quiet() -> None:
@@ -136,8 +138,10 @@ class Tracker:
             c.get_run(run_id)
         except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
             raise TrackingError(f"no run with id '{run_id}' in {paths.tracking_uri()}") from None
-        c.update_run(run_id, status="RUNNING")
         return cls(run_id, c)
+
+    def mark_running(self) -> None:
+        self.client.update_run(self.run_id, status="RUNNING")
 
     # -- reading back
     def run(self):
