@@ -85,6 +85,54 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from evaluation import evaluate
+
+    if args.samples:
+        if not args.dataset:
+            raise ConfigError("--samples needs --dataset NAME (the reference data)")
+        if args.run_id:
+            raise ConfigError("give either RUN_ID or --samples FILE, not both")
+        from suite import data
+
+        data.get_spec(args.dataset)
+        samples = evaluate.load_samples(args.samples)
+        if args.n:
+            samples = samples[: args.n]
+        opts = evaluate.Options(n=len(samples), extractor=args.extractor, device=args.device,
+                                data_root=args.data_root, inception_weights=args.inception_weights)
+        result = evaluate.Context(args.dataset, opts).evaluate(samples, full=True)
+        if args.json:
+            print(json.dumps(result.to_json(), default=float))
+        else:
+            _print_result(result)
+        return 0
+    if not args.run_id:
+        raise ConfigError("evaluate needs a RUN_ID or --samples FILE --dataset NAME")
+    out = evaluate.evaluate_run(args.run_id, args.checkpoint, args.n, args.device)
+    print(json.dumps(out, indent=None if args.json else 2, default=float))
+    return 0
+
+
+def _print_result(result) -> None:
+    width = max(len(k) for k in result.metrics)
+    for k, v in result.metrics.items():
+        if "/" not in k:
+            print(f"{k.ljust(width)}  {v:.6g}")
+    for name, check in result.checks.items():
+        verdict = "FLAGGED" if check.get("flagged") else "ok"
+        extra = f" ({check['modes_covered']}/{check['modes_total']} modes)" if check.get("modes_total") else ""
+        print(f"{name}: {verdict}{extra}")
+
+
+def cmd_train_classifier(args) -> int:
+    from evaluation import classifier
+
+    _, meta = classifier.load_or_train(args.dataset)
+    print(json.dumps({k: meta[k] for k in ("dataset", "arch", "test_accuracy", "weights_hash")}))
+    return 0
+
+
 def _evaluator_factory():
     try:
         from evaluation.evaluate import training_evaluator
@@ -122,6 +170,23 @@ def build_parser() -> Parser:
     s.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last checkpoint")
     s.add_argument("--no-eval", action="store_true", help="skip metric evaluation during and after training")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("evaluate", help="metrics and checks for a run's checkpoint or for sample files")
+    s.add_argument("run_id", nargs="?", help="an MLflow run of the suite (results are logged to it)")
+    s.add_argument("--checkpoint", default="best", help="best | last (default best)")
+    s.add_argument("--n", type=int, help="generated samples (default 10000)")
+    s.add_argument("--samples", help=".npy / .pt array (NxHxW, NxCxHxW; uint8 or float in [-1, 1]) or image folder")
+    s.add_argument("--dataset", help="reference dataset for --samples")
+    s.add_argument("--extractor", help="inception | lenet | pixels | points (default: by dataset)")
+    s.add_argument("--inception-weights", help="local FID Inception weights file (or SUITE_INCEPTION_WEIGHTS)")
+    s.add_argument("--data-root", help="folder holding local datasets")
+    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
+    s.add_argument("dataset", help="fashion_mnist | mnist | digits")
+    s.set_defaults(func=cmd_train_classifier)
     return p
 
 

@@ -37,7 +37,7 @@ class Evaluator(Protocol):
     primary: str  # metric that picks the best checkpoint
     mode: str  # "min" | "max"
 
-    def __call__(self, trainer: Trainer, step: int, tracker: Tracker | None) -> dict[str, float]: ...
+    def __call__(self, trainer: Trainer, step: int, tracker: Tracker | None, final: bool) -> dict[str, float]: ...
 
 
 @dataclass
@@ -248,7 +248,7 @@ class Session:
         self.tracker.log_image(picture, f"samples/step_{step:06d}.png")
 
     def evaluate(self, step: int) -> None:
-        metrics = self.evaluator(self.trainer, step, self.tracker)
+        metrics = self.evaluator(self.trainer, step, self.tracker, final=step == self.total)
         if step > self.skip_through or not self.best:
             self.tracker.log_metrics(step, metrics)
         value = metrics.get(self.evaluator.primary)

@@ -9,12 +9,15 @@ import numpy as np
 import torch
 
 
-def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
-    """Images in [-1, 1] (N x C x H x W) -> one uint8 grid, nrow per row (default: square)."""
+def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, min_side: int = 0) -> np.ndarray:
+    """Images in [-1, 1] (N x C x H x W) -> one uint8 grid, nrow per row (default: square).
+    `min_side`: enlarge small images by an integer factor (nearest) so figures stay readable."""
     from torchvision.utils import make_grid
 
     nrow = nrow or max(1, math.ceil(math.sqrt(len(images))))
     x = images.detach().float().cpu().clamp(-1, 1).add(1).div(2)
+    if min_side and x.shape[-1] < min_side:
+        x = torch.nn.functional.interpolate(x, scale_factor=math.ceil(min_side / x.shape[-1]), mode="nearest")
     g = make_grid(x, nrow=nrow, padding=pad, pad_value=1.0)
     return (g.mul(255).round().byte().permute(1, 2, 0).numpy()).copy()
 

@@ -12,7 +12,9 @@ def home() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    path = home().joinpath("cache", *parts)
+    """Caches (classifiers, reference statistics): $SUITE_CACHE, default SUITE_HOME/cache."""
+    root = Path(os.environ["SUITE_CACHE"]).resolve() if os.environ.get("SUITE_CACHE") else home() / "cache"
+    path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -1,0 +1,182 @@
+"""Feature extractors, a registry keyed by name (as torch-fidelity's):
+
+- `inception`: the standard FID Inception-v3 (torch-fidelity's network, the one torchmetrics
+  wraps) with its weights read from a local file, so numbers compare with published FIDs;
+- `lenet`: the suite's own classifier of the evaluated dataset (evaluation/classifier.py);
+- `pixels`: flattened images at the dataset's native resolution (memorization checks);
+- `points`: 2D mixture samples as they are.
+
+Every extractor maps samples in data space ([-1, 1] images, or points) to a dict with
+`features` (N x D) and, where it has them, class `logits`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from suite.errors import ConfigError, DataError
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+INCEPTION_SHA256_PREFIX = "6726825d"  # the hash in the official file name (torch.hub convention)
+
+
+@dataclass
+class Extractor:
+    name: str  # as it appears in metric names
+    weights_hash: str  # part of every statistics cache key
+    fn: Callable[[torch.Tensor], dict]
+    size: int | None = None  # image side the extractor is fed (None: as given)
+    has_logits: bool = False
+    batch_size: int = 500
+    device: str = "cpu"
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, list] = {}
+        with torch.no_grad():
+            for i in range(0, len(x), self.batch_size):
+                chunk = x[i : i + self.batch_size]
+                if self.size is not None:
+                    chunk = prepare_images(chunk, self.size)
+                for k, v in self.fn(chunk.to(self.device)).items():
+                    out.setdefault(k, []).append(v.float().cpu())
+        return {k: torch.cat(v) for k, v in out.items()}
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Generated images are judged as 8-bit images, as real ones are stored."""
+    return x.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+
+
+def prepare_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Quantize to 8 bits and resize to the extractor's side (antialiased when shrinking)."""
+    x = quantize(x.float())
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
+    return x
+
+
+EXTRACTORS: dict[str, Callable[..., Extractor]] = {}
+
+
+def register(name: str):
+    def deco(factory):
+        if name in EXTRACTORS:
+            raise ValueError(f"extractor {name} registered twice")
+        EXTRACTORS[name] = factory
+        return factory
+
+    return deco
+
+
+def get(name: str, dataset: str, **options) -> Extractor:
+    if name not in EXTRACTORS:
+        raise ConfigError(f"unknown feature extractor '{name}'; known: {', '.join(sorted(EXTRACTORS))}")
+    return EXTRACTORS[name](dataset=dataset, **options)
+
+
+def default_for(dataset: str) -> str:
+    from evaluation.classifier import SUPPORTED
+    from suite import data
+
+    kind = data.get_spec(dataset).kind
+    if kind == "points":
+        return "points"
+    if dataset in SUPPORTED or dataset == "fashion_unpaired":
+        return "lenet"
+    return "inception"
+
+
+@register("points")
+def _points(dataset: str, **_) -> Extractor:
+    return Extractor("points", "identity", lambda x: {"features": x.flatten(1)})
+
+
+@register("pixels")
+def _pixels(dataset: str, **_) -> Extractor:
+    from suite import data
+
+    size = data.get_spec(dataset).native_size
+    return Extractor("pixels", f"native{size}", lambda x: {"features": x.flatten(1)}, size=size)
+
+
+@register("lenet")
+def _lenet(dataset: str, device: str = "cpu", **_) -> Extractor:
+    from evaluation import classifier
+
+    base = "fashion_mnist" if dataset == "fashion_unpaired" else dataset
+    model, meta = classifier.load_or_train(base)
+    model = model.to(device)
+
+    def fn(x):
+        f, logits = model(x)
+        return {"features": f, "logits": logits}
+
+    return Extractor("lenet", meta["weights_hash"], fn, size=meta["size"], has_logits=True, device=device)
+
+
+def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
+    candidates = [path, os.environ.get("SUITE_INCEPTION_WEIGHTS")]
+    from suite import paths
+
+    candidates.append(paths.cache_dir("weights") / INCEPTION_FILE)
+    for c in candidates:
+        if c and Path(c).expanduser().is_file():
+            return Path(c).expanduser()
+    raise ConfigError(
+        f"Inception-v3 FID weights not found: pass --inception-weights PATH or set SUITE_INCEPTION_WEIGHTS "
+        f"to {INCEPTION_FILE} (download it from {INCEPTION_URL}); offline, use the domain extractor (--extractor lenet)")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@register("inception")
+def _inception(dataset: str, device: str = "cpu", inception_weights=None, **_) -> Extractor:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    path = inception_weights_path(inception_weights)
+    digest = sha256(path)
+    unverified = os.environ.get("SUITE_ALLOW_UNVERIFIED_INCEPTION") == "1"
+    if not digest.startswith(INCEPTION_SHA256_PREFIX) and not unverified:
+        raise ConfigError(f"{path} is not the FID Inception-v3 weights file (sha256 {digest[:8]}..., expected "
+                          f"{INCEPTION_SHA256_PREFIX}...); get {INCEPTION_URL}")
+    if digest.startswith(INCEPTION_SHA256_PREFIX):
+        # The official file, identified by its hash: torch-fidelity may load it as it does.
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                          feature_extractor_weights_path=str(path))
+        name = "inception"
+    else:
+        # Other weights (tests, experiments): load them safely, and never call it "inception".
+        import tempfile
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        with tempfile.NamedTemporaryFile(suffix=".pth") as tmp:
+            torch.save(state, tmp.name)
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                              feature_extractor_weights_path=tmp.name)
+        name = "inception-unverified"
+    net = net.to(device)
+
+    def fn(x):
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if x.shape[1] != 3:
+            raise DataError(f"Inception needs 1- or 3-channel images, got {x.shape[1]} channels")
+        u8 = x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+        feats, logits = net(u8)
+        return {"features": feats, "logits": logits}
+
+    return Extractor(name, digest[:16], fn, size=None, has_logits=True, batch_size=100, device=device)

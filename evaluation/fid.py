@@ -1,0 +1,46 @@
+"""Fréchet distance between Gaussians fitted to features (Heusel et al. 2017).
+
+tr(sqrt(S1 S2)) is computed from the eigenvalues of the symmetric PSD matrix
+sqrt(S1) S2 sqrt(S1), which has the same spectrum as S1 S2: two symmetric eigendecompositions
+in float64 instead of scipy.linalg.sqrtm's general Schur method (slow, and prone to small
+imaginary parts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased covariance (float64), as torch-fidelity and torchmetrics compute them."""
+    f = features.double()
+    mu = f.mean(0)
+    centred = f - mu
+    sigma = centred.T @ centred / max(len(f) - 1, 1)
+    return mu, sigma
+
+
+def _t(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float64)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr(sqrt(S1 S2)); numpy arrays or tensors."""
+    mu1, mu2, s1, s2 = _t(mu1), _t(mu2), _t(sigma1), _t(sigma2)
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"statistics do not match: mu {tuple(mu1.shape)} / {tuple(mu2.shape)}, "
+                         f"sigma {tuple(s1.shape)} / {tuple(s2.shape)}")
+    s1 = (s1 + s1.T) / 2
+    s2 = (s2 + s2.T) / 2
+    w, v = torch.linalg.eigh(s1)
+    root1 = (v * w.clamp(min=0).sqrt()) @ v.T
+    middle = root1 @ s2 @ root1
+    ev = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0)
+    diff = mu1 - mu2
+    value = diff.dot(diff) + s1.trace() + s2.trace() - 2 * ev.sqrt().sum()
+    return float(value)
+
+
+def fid_from_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
+    return frechet_distance(*statistics(f1), *statistics(f2))

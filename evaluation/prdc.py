@@ -1,0 +1,37 @@
+"""Precision / recall (Kynkäänniemi et al. 2019) and density / coverage (Naeem et al. 2020)
+with k = 5, from one set of k-NN radii. torch-fidelity has precision/recall but not density
+and coverage; computing all four from the same radii keeps them consistent."""
+
+from __future__ import annotations
+
+import torch
+
+from evaluation.defaults import DEFAULTS
+from evaluation.neighbours import knn, kth_radius
+
+
+def prdc(gen: torch.Tensor, real: torch.Tensor, k: int = DEFAULTS["prdc_k"], real_radii: torch.Tensor | None = None
+         ) -> dict[str, float]:
+    r_real = kth_radius(real, k) if real_radii is None else real_radii
+    r_gen = kth_radius(gen, k)
+    # generated -> nearest real: precision (inside any real ball), density (how many balls)
+    counts = torch.zeros(len(gen))
+    inside_any = torch.zeros(len(gen), dtype=torch.bool)
+    for i in range(0, len(gen), 2048):
+        g = gen[i : i + 2048].float()
+        d = torch.cdist(g, real.float())
+        within = d <= r_real.unsqueeze(0)
+        counts[i : i + 2048] = within.sum(1).float()
+        inside_any[i : i + 2048] = within.any(1)
+    # real -> nearest generated: recall (inside any generated ball), coverage (own ball holds a sample)
+    recall_hits = torch.zeros(len(real), dtype=torch.bool)
+    for i in range(0, len(real), 2048):
+        d = torch.cdist(real[i : i + 2048].float(), gen.float())
+        recall_hits[i : i + 2048] = (d <= r_gen.unsqueeze(0)).any(1)
+    nn_d, _ = knn(real, gen, 1)
+    return {
+        "precision": inside_any.float().mean().item(),
+        "recall": recall_hits.float().mean().item(),
+        "density": (counts.sum() / (k * len(gen))).item(),
+        "coverage": (nn_d[:, 0] <= r_real).float().mean().item(),
+    }
