@@ -76,7 +76,7 @@ class Context:
         if key not in self._refs:
             real = self.ref("train")["features"]
             idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(DEFAULTS["seed"]))[:n]
-            self._refs[key] = (real[idx], kth_radius(real[idx], DEFAULTS["prdc_k"]))
+            self._refs[key] = (real[idx], kth_radius(real[idx], DEFAULTS["prdc_k"], dtype=torch.float64))
         return self._refs[key]
 
     def test_nn(self, space: str) -> torch.Tensor:

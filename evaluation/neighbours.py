@@ -12,21 +12,22 @@ import torch
 
 
 def knn(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool = False,
-        q_chunk: int = 4096, r_chunk: int = 16384, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        q_chunk: int = 4096, r_chunk: int = 16384, device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances (N x k, ascending) and indices into `refs` of each query's k nearest refs.
     `exclude_self`: queries are refs (same order) and a point is not its own neighbour."""
     if len(refs) < k + int(exclude_self):
         raise ValueError(f"need at least {k + int(exclude_self)} reference points, got {len(refs)}")
     device = torch.device(device)
-    refs_d = refs.to(device, torch.float32)
+    refs_d = refs.to(device, dtype)
     r_sq = refs_d.square().sum(1)
     extra = 2  # spare candidates so that re-ranking by exact distance can reorder near-ties
     kk = min(k + int(exclude_self) + extra, len(refs))
     out_d, out_i = [], []
     for qs in range(0, len(queries), q_chunk):
-        q = queries[qs : qs + q_chunk].to(device, torch.float32)
+        q = queries[qs : qs + q_chunk].to(device, dtype)
         q_sq = q.square().sum(1, keepdim=True)
-        best_d = torch.full((len(q), 0), float("inf"), device=device)
+        best_d = torch.full((len(q), 0), float("inf"), device=device, dtype=dtype)
         best_i = torch.zeros((len(q), 0), dtype=torch.long, device=device)
         for rs in range(0, len(refs_d), r_chunk):
             r = refs_d[rs : rs + r_chunk]

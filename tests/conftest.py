@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory):
+    """Domain classifiers and reference statistics are cached once per test session
+    (or in $SUITE_TEST_CACHE, to keep them between local runs)."""
+    path = os.environ.get("SUITE_TEST_CACHE") or str(tmp_path_factory.mktemp("suite_cache"))
+    old = os.environ.get("SUITE_CACHE")
+    os.environ["SUITE_CACHE"] = path
+    yield Path(path)
+    if old is None:
+        os.environ.pop("SUITE_CACHE", None)
+    else:
+        os.environ["SUITE_CACHE"] = old
 
 
 @pytest.fixture

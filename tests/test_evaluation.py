@@ -1,0 +1,320 @@
+"""Metrics agree with reference implementations and separate good samples from bad ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation import collapse, evaluate, features, fid, isc, kid, memorization, prdc, stats
+from evaluation.defaults import metric_name
+from evaluation.neighbours import knn
+from suite import data
+from tests.helpers import assert_one_line_error, run_cli
+
+
+def correlated(n, d, seed, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(d, d, generator=g) / d**0.5
+    return torch.randn(n, d, generator=g) @ basis + shift
+
+
+# ----------------------------------------------------------------------------- FID
+
+
+def test_frechet_distance_matches_scipy_sqrtm_on_2048d_statistics():
+    from scipy import linalg
+
+    f1 = correlated(4000, 2048, 0).relu()  # inception-like: non-negative, rank-deficient-ish
+    f2 = correlated(4000, 2048, 1, shift=0.05).relu()
+    mu1, s1 = fid.statistics(f1)
+    mu2, s2 = fid.statistics(f2)
+    ours = fid.frechet_distance(mu1, s1, mu2, s2)
+    covmean = linalg.sqrtm(s1.numpy() @ s2.numpy())
+    ref = float(((mu1 - mu2) ** 2).sum() + np.trace(s1.numpy()) + np.trace(s2.numpy()) - 2 * np.trace(covmean.real))
+    assert abs(ours - ref) / abs(ref) <= 1e-6
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_matches_torchmetrics():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    a, b = correlated(3000, 64, 2), correlated(3000, 64, 3, shift=0.3)
+    assert abs(fid.fid_from_features(a, a)) < 1e-8
+
+    class Identity(torch.nn.Module):
+        num_features = 64
+
+        def forward(self, x):
+            return x
+
+    tm = FrechetInceptionDistance(feature=Identity())
+    tm.update(a, real=True)
+    tm.update(b, real=False)
+    assert fid.fid_from_features(b, a) == pytest.approx(float(tm.compute()), rel=1e-6)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_across_two():
+    a1, a2, b = correlated(2000, 32, 4), correlated(2000, 32, 4) + 0, correlated(2000, 32, 5, shift=0.5)
+    same, _ = kid.kid(a1, a1[torch.randperm(2000)], subsets=20, subset_size=500)
+    diff, _ = kid.kid(a1, b, subsets=20, subset_size=500)
+    assert abs(same) < 0.02 < diff
+
+
+def test_inception_score_bounds():
+    assert isc.inception_score(torch.zeros(1000, 10))[0] == pytest.approx(1.0)
+    confident = torch.nn.functional.one_hot(torch.arange(1000) % 10, 10).float() * 50
+    assert 9 < isc.inception_score(confident)[0] <= 10.0  # 10 with perfectly balanced splits
+
+
+# ----------------------------------------------------------------------------- k-NN, PRDC, MiFID
+
+
+def test_chunked_knn_is_exact():
+    q, r = torch.randn(700, 16), torch.randn(3000, 16)
+    r[5] = q[3]  # an exact copy must come back at distance 0
+    d, i = knn(q, r, 3, q_chunk=256, r_chunk=1000)
+    full = torch.cdist(q.double(), r.double())
+    ref_d, ref_i = full.topk(3, largest=False)
+    assert torch.equal(i, ref_i) and torch.allclose(d.double(), ref_d, atol=1e-5)
+    assert d[3, 0] == 0 and i[3, 0] == 5
+    ds, is_ = knn(r, r, 2, exclude_self=True, q_chunk=500, r_chunk=700)
+    assert not (is_ == torch.arange(3000).unsqueeze(1)).any()
+
+
+def test_precision_recall_match_torch_fidelity_and_prdc_of_identical_sets():
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    real, gen = torch.randn(1500, 8), torch.randn(1200, 8) * 1.3 + 0.2
+    ours = prdc.prdc(gen, real, k=5)
+    tf = prc_features_to_metric(gen, real, prc_neighborhood=5, prc_batch_size=10000, save_cpu_ram=False,
+                                verbose=False)
+    # equal up to a sample on a ball's boundary (torch-fidelity compares in float32)
+    assert ours["precision"] == pytest.approx(tf["precision"], abs=1 / len(gen) + 1e-9)
+    assert ours["recall"] == pytest.approx(tf["recall"], abs=1 / len(real) + 1e-9)
+    same = prdc.prdc(real, real, k=5)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    assert same["density"] == pytest.approx(6 / 5, rel=1e-3)  # each ball holds its centre and its 5 neighbours
+    twin = prdc.prdc(torch.randn(1500, 8), real, k=5)  # same distribution, other samples
+    assert twin["density"] == pytest.approx(1.0, abs=0.1) and twin["coverage"] > 0.9
+    far = prdc.prdc(real + 100, real, k=5)
+    assert far["precision"] == far["density"] == far["coverage"] == 0.0
+
+
+def test_mifid_matches_torchmetrics():
+    from torchmetrics.image.mifid import _mifid_compute
+
+    train, gen = correlated(800, 16, 6).relu(), correlated(500, 16, 7).relu()
+    gen[:100] = train[:100]  # partly memorized: the cosine penalty kicks in
+    mu_g, s_g = fid.statistics(gen)
+    mu_t, s_t = fid.statistics(train)
+    value = fid.frechet_distance(mu_g, s_g, mu_t, s_t)
+    ref = _mifid_compute(mu_g, s_g, gen.double(), mu_t, s_t, train.double(), cosine_distance_eps=0.1)
+    assert memorization.mifid(value, gen, train) == pytest.approx(float(ref), rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- mode collapse
+
+
+def test_ring8_perfect_sampler_covers_8_modes_and_one_mode_sampler_1():
+    modes, std = data.mixture_modes("ring8")
+    perfect = data.sample_mixture("ring8", 10_000, seed=5).x
+    mc = collapse.mixture_modes(perfect, modes, std)
+    assert (mc["modes_covered"], mc["modes_total"]) == (8, 8) and not mc["flagged"]
+    assert mc["high_quality_share"] > 0.98 and mc["kl_to_uniform"] < 0.01
+    one = modes[3] + std * torch.randn(10_000, 2)
+    mc1 = collapse.mixture_modes(one, modes, std)
+    assert mc1["modes_covered"] == 1 and mc1["flagged"] and mc1["kl_to_uniform"] == pytest.approx(np.log(8), rel=0.01)
+
+
+def test_ring8_evaluation_through_the_context(suite_home):
+    ctx = evaluate.Context("ring8")
+    good = ctx.evaluate(data.sample_mixture("ring8", 5000, seed=9).x)
+    modes, std = data.mixture_modes("ring8")
+    bad = ctx.evaluate(modes[0] + std * torch.randn(5000, 2))
+    name = metric_name("fid", 5000, "points", "ring8", "train")
+    assert good.primary == name and good.metrics[name] < 0.01 < bad.metrics[name]
+    assert good.checks["mode_collapse"]["modes_covered"] == 8 and not good.checks["mode_collapse"]["flagged"]
+    assert bad.checks["mode_collapse"]["modes_covered"] == 1 and bad.checks["mode_collapse"]["flagged"]
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST, end to end
+
+
+@pytest.fixture(scope="module")
+def fashion_ctx():
+    return evaluate.Context("fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return data.load("fashion_mnist")
+
+
+def test_domain_classifier_is_accurate_and_cached(fashion_ctx):
+    from evaluation import classifier
+
+    _, meta = classifier.load_or_train("fashion_mnist")
+    assert meta["test_accuracy"] >= 0.90
+    assert fashion_ctx.extractor.name == "lenet" and fashion_ctx.extractor.weights_hash == meta["weights_hash"]
+
+
+def test_fashion_heldout_beats_one_class_and_an_untrained_generator(fashion_ctx, fashion):
+    from recipes import dcgan
+    from recipes.base import DataInfo
+
+    n = 5000
+    heldout = fashion_ctx.evaluate(fashion.test.x[:n], full=False)
+    one_class = fashion_ctx.evaluate(fashion.test.x[fashion.test.y == 7][:1000].repeat(5, 1, 1, 1), full=False)
+    torch.manual_seed(0)
+    g = dcgan.DCGANTrainer(dcgan.Config(image_size=32, ngf=32, ndf=32), DataInfo("f", "image", (1, 32, 32), 1, 1), "cpu")
+    untrained = fashion_ctx.evaluate(g.generate(n, torch.Generator().manual_seed(0)), full=False)
+    name = metric_name("fid", n, "lenet", "fashion_mnist", "train")
+    f_held, f_one, f_untrained = heldout.metrics[name], one_class.metrics[name], untrained.metrics[name]
+    assert f_held < 2 and f_one > 50 * f_held and f_untrained > 50 * f_held
+    is_name = metric_name("is", n, "lenet", "fashion_mnist")
+    assert heldout.metrics[is_name] > 7 > 1.5 > one_class.metrics[is_name]
+    assert not heldout.checks["mode_collapse"]["flagged"] and heldout.checks["mode_collapse"]["modes_covered"] == 10
+    assert one_class.checks["mode_collapse"]["flagged"] and one_class.checks["mode_collapse"]["modes_covered"] == 1
+
+
+def test_a_sampler_returning_training_images_is_flagged_as_memorizing(fashion_ctx, fashion):
+    copies = fashion_ctx.evaluate(fashion.train.x[:3000])
+    heldout = fashion_ctx.evaluate(fashion.test.x[:3000])
+    mem_c, mem_h = copies.checks["memorization"], heldout.checks["memorization"]
+    assert mem_c["flagged"] and mem_c["pixels"]["near_copy_share"] == 1.0 and mem_c["ct"] < -3
+    assert not mem_h["flagged"] and mem_h["pixels"]["near_copy_share"] < 0.03 and abs(mem_h["ct"]) < 3
+    assert mem_h["pixels"]["nn_ratio"] == pytest.approx(1.0, abs=0.05) and mem_c["pixels"]["nn_ratio"] == 0
+    assert set(copies.figures) >= {"nn_grid", "modes"}
+    assert copies.figures["nn_grid"].shape[1] > copies.figures["nn_grid"].shape[0] / 4  # 1 + 3 columns
+
+
+def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
+    ext = features.get("lenet", "fashion_mnist")
+    calls = []
+    fn = ext.fn
+    ext.fn = lambda x: (calls.append(len(x)), fn(x))[1]
+    first = stats.reference(fashion, "test", ext, n=1000)
+    again = stats.reference(fashion, "test", ext, n=1000)
+    assert again["cached"] and torch.equal(first["mu"], again["mu"])
+    n_calls = len(calls)
+    other = stats.reference(fashion, "test", ext, n=1200)  # another sample count: another entry
+    assert not other["cached"] and len(calls) > n_calls
+    assert stats.cache_key("fashion_mnist", "test", ext, 1000, 28) != stats.cache_key("fashion_mnist", "test", ext,
+                                                                                     1000, 32)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_evaluate_samples_json(tmp_path, suite_home, fashion):
+    path = tmp_path / "s.npy"
+    np.save(path, fashion.test.x[:2000, 0].add(1).mul(127.5).round().byte().numpy())  # N x H x W uint8
+    proc = run_cli("evaluate", "--samples", str(path), "--dataset", "fashion_mnist", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) >= {"metrics", "checks"}
+    assert out["metrics"][metric_name("fid", 2000, "lenet", "fashion_mnist", "train")] < 5
+    mc, mem = out["checks"]["mode_collapse"], out["checks"]["memorization"]
+    assert mc["flagged"] is False and mc["modes_covered"] == 10 and mc["modes_total"] == 10
+    assert mem["flagged"] is False
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("nan", "NaN"), ("shape", "N x H x W"), ("empty", "empty"), ("range", "[-1, 1]"), ("channels", "channels"),
+])
+def test_evaluate_rejects_malformed_samples_in_one_line(tmp_path, suite_home, content, needle):
+    arr = {"nan": np.full((10, 28, 28), np.nan, np.float32), "shape": np.zeros((10, 5), np.float32),
+           "empty": np.zeros((0, 28, 28), np.uint8), "range": np.full((10, 28, 28), 3.0, np.float32),
+           "channels": np.zeros((10, 3, 28, 28), np.float32)}[content]
+    path = tmp_path / "s.npy"
+    np.save(path, arr)
+    proc = run_cli("evaluate", "--samples", str(path), "--dataset", "fashion_mnist", "--json")
+    assert_one_line_error(proc, needle)
+    assert proc.stdout == ""
+
+
+def test_evaluate_rejects_unknown_dataset_and_empty_folder(tmp_path, suite_home):
+    np.save(tmp_path / "s.npy", np.zeros((4, 28, 28), np.uint8))
+    assert_one_line_error(run_cli("evaluate", "--samples", str(tmp_path / "s.npy"), "--dataset", "imagenet"),
+                          "unknown dataset 'imagenet'")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_cli("evaluate", "--samples", str(tmp_path / "empty"), "--dataset", "fashion_mnist"),
+                          "no images")
+
+
+def test_evaluate_image_folder(tmp_path, suite_home, fashion):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(fashion.test.x[:300, 0].add(1).mul(127.5).round().byte().numpy()):
+        Image.fromarray(img).save(folder / f"{i:04d}.png")
+    x = evaluate.load_samples(folder)
+    assert x.shape == (300, 28, 28) and x.dtype == torch.uint8
+
+
+# ----------------------------------------------------------------------------- Inception
+
+
+def test_inception_without_weights_says_which_file_and_where(monkeypatch, suite_home):
+    monkeypatch.delenv("SUITE_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(Exception) as e:
+        features.get("inception", "celeba")
+    assert features.INCEPTION_FILE in str(e.value) and "--inception-weights" in str(e.value)
+
+
+def test_inception_weights_with_the_wrong_hash_are_refused(tmp_path, monkeypatch, suite_home):
+    bad = tmp_path / "weights.pth"
+    torch.save({"x": torch.zeros(3)}, bad)
+    monkeypatch.delenv("SUITE_ALLOW_UNVERIFIED_INCEPTION", raising=False)
+    with pytest.raises(Exception, match="is not the FID Inception-v3 weights file"):
+        features.get("inception", "celeba", inception_weights=str(bad))
+
+
+def test_unverified_inception_weights_run_the_standard_network_under_another_name(tmp_path, monkeypatch):
+    path = tmp_path / "random.pth"
+    torch.save(_random_inception_state(), path)
+    monkeypatch.setenv("SUITE_ALLOW_UNVERIFIED_INCEPTION", "1")
+    ext = features.get("inception", "celeba", inception_weights=str(path))
+    assert ext.name == "inception-unverified"  # never reported as an Inception FID
+    out = ext(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert out["features"].shape == (2, 2048) and out["logits"].shape == (2, 1008)
+
+
+def _random_inception_state():
+    """A state dict with the FID Inception's keys and shapes (torch-fidelity's building blocks,
+    random values): the real file cannot be downloaded here."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    layers = {
+        "Conv2d_1a_3x3": fe.BasicConv2d(3, 32, kernel_size=3, stride=2),
+        "Conv2d_2a_3x3": fe.BasicConv2d(32, 32, kernel_size=3),
+        "Conv2d_2b_3x3": fe.BasicConv2d(32, 64, kernel_size=3, padding=1),
+        "Conv2d_3b_1x1": fe.BasicConv2d(64, 80, kernel_size=1),
+        "Conv2d_4a_3x3": fe.BasicConv2d(80, 192, kernel_size=3),
+        "Mixed_5b": fe.InceptionA(192, pool_features=32),
+        "Mixed_5c": fe.InceptionA(256, pool_features=64),
+        "Mixed_5d": fe.InceptionA(288, pool_features=64),
+        "Mixed_6a": fe.InceptionB(288),
+        "Mixed_6b": fe.InceptionC(768, channels_7x7=128),
+        "Mixed_6c": fe.InceptionC(768, channels_7x7=160),
+        "Mixed_6d": fe.InceptionC(768, channels_7x7=160),
+        "Mixed_6e": fe.InceptionC(768, channels_7x7=192),
+        "Mixed_7a": fe.InceptionD(768),
+        "Mixed_7b": fe.InceptionE_1(1280),
+        "Mixed_7c": fe.InceptionE_2(2048),
+        "fc": torch.nn.Linear(2048, 1008),
+    }
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for name, layer in layers.items():
+        for k, v in layer.state_dict().items():
+            if k.endswith("running_var"):
+                state[f"{name}.{k}"] = torch.ones(v.shape)
+            elif v.is_floating_point():
+                state[f"{name}.{k}"] = torch.randn(v.shape, generator=g) * 0.05
+            else:
+                state[f"{name}.{k}"] = v
+    return state
