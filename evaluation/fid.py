@@ -1,9 +1,9 @@
 """Fréchet distance between Gaussians fitted to features (Heusel et al. 2017).
 
-tr(sqrt(S1 S2)) is computed from the eigenvalues of the symmetric PSD matrix
-sqrt(S1) S2 sqrt(S1), which has the same spectrum as S1 S2: two symmetric eigendecompositions
-in float64 instead of scipy.linalg.sqrtm's general Schur method (slow, and prone to small
-imaginary parts).
+tr(sqrt(S1 S2)) is the sum of square roots of the eigenvalues of S1 S2, which are those of the
+symmetric PSD matrix L^T S2 L for S1 = L L^T (Cholesky; for a singular S1, L = V sqrt(W) from its
+eigendecomposition). One factorization and one symmetric eigenvalue solve in float64 replace
+scipy.linalg.sqrtm's general Schur method, which is slower and leaves small imaginary parts.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
                          f"sigma {tuple(s1.shape)} / {tuple(s2.shape)}")
     s1 = (s1 + s1.T) / 2
     s2 = (s2 + s2.T) / 2
-    w, v = torch.linalg.eigh(s1)
-    root1 = (v * w.clamp(min=0).sqrt()) @ v.T
-    middle = root1 @ s2 @ root1
+    factor, info = torch.linalg.cholesky_ex(s1)
+    if info.item() != 0:  # singular S1 (dead features, fewer samples than dimensions)
+        w, v = torch.linalg.eigh(s1)
+        factor = v * w.clamp(min=0).sqrt()
+    middle = factor.T @ s2 @ factor
     ev = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0)
     diff = mu1 - mu2
     value = diff.dot(diff) + s1.trace() + s2.trace() - 2 * ev.sqrt().sum()

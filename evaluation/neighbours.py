@@ -1,8 +1,8 @@
 """Exact k-nearest neighbours, chunked on torch.
 
-Written here because neither torchmetrics nor torch-fidelity exposes a k-NN search: distances
-come from one GEMM per chunk (|a|^2 + |b|^2 - 2 a.b), a running top-k is kept per query, and the
-k winners' distances are then recomputed directly, so near-zero distances (copies) are exact
+Written here because neither torchmetrics nor torch-fidelity exposes a k-NN search: candidates
+come from one GEMM per chunk (ranking by |b|^2 - 2 a.b), a running top-k is kept per query, and
+the winners' distances are then recomputed directly, so near-zero distances (copies) are exact
 rather than lost to the GEMM form's cancellation.
 """
 
@@ -26,12 +26,13 @@ def knn(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool = 
     out_d, out_i = [], []
     for qs in range(0, len(queries), q_chunk):
         q = queries[qs : qs + q_chunk].to(device, dtype)
-        q_sq = q.square().sum(1, keepdim=True)
         best_d = torch.full((len(q), 0), float("inf"), device=device, dtype=dtype)
         best_i = torch.zeros((len(q), 0), dtype=torch.long, device=device)
         for rs in range(0, len(refs_d), r_chunk):
             r = refs_d[rs : rs + r_chunk]
-            d2 = torch.addmm(q_sq + r_sq[rs : rs + r_chunk], q, r.T, alpha=-2.0)
+            # |r|^2 - 2 q.r ranks refs as |q - r|^2 does (|q|^2 is constant per row): one GEMM
+            # whose output starts as the broadcast |r|^2, no extra pass over the matrix.
+            d2 = torch.addmm(r_sq[rs : rs + r_chunk].expand(len(q), -1), q, r.T, alpha=-2.0)
             if exclude_self:
                 rows = torch.arange(len(q), device=device)
                 cols = rows + qs - rs

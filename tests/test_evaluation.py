@@ -37,6 +37,16 @@ def test_frechet_distance_matches_scipy_sqrtm_on_2048d_statistics():
     assert abs(ours - ref) / abs(ref) <= 1e-6
 
 
+def test_frechet_distance_with_a_singular_covariance_matches_sqrtm():
+    from scipy import linalg
+
+    f1, f2 = torch.randn(100, 300).double(), torch.randn(500, 300).double() + 0.1  # rank(S1) < d
+    (m1, s1), (m2, s2) = fid.statistics(f1), fid.statistics(f2)
+    covmean = linalg.sqrtm(s1.numpy() @ s2.numpy())
+    ref = float(((m1 - m2) ** 2).sum() + s1.trace() + s2.trace() - 2 * np.trace(covmean.real))
+    assert fid.frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-6)
+
+
 def test_fid_of_a_set_with_itself_is_zero_and_matches_torchmetrics():
     from torchmetrics.image.fid import FrechetInceptionDistance
 

@@ -1,0 +1,76 @@
+"""Benchmarks measure ratios against a baseline timed in the same run, never absolute seconds.
+
+Each comparison is a pair of pytest-benchmark tests (`ours` and `baseline`) sharing a name;
+their medians are collected here, and the session ends with one table of ratios, also written
+to .benchmarks/ratios.json so two commits can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+RESULTS: dict[str, dict[str, float]] = {}
+GOALS: dict[str, tuple[str, float, str]] = {}  # name -> (kind, bound, description)
+EXTRA: dict[str, str] = {}
+
+
+def record(name: str, role: str, benchmark) -> None:
+    RESULTS.setdefault(name, {})[role] = benchmark.stats.stats.median
+
+
+def goal(name: str, kind: str, bound: float, description: str) -> None:
+    """kind 'max': ours/baseline <= bound; 'min': baseline/ours >= bound (a speed-up)."""
+    GOALS[name] = (kind, bound, description)
+
+
+def ratio(name: str) -> float | None:
+    r = RESULTS.get(name, {})
+    if "ours" not in r or "baseline" not in r:
+        return None
+    kind = GOALS.get(name, ("max",))[0]
+    return r["baseline"] / r["ours"] if kind == "min" else r["ours"] / r["baseline"]
+
+
+def check(name: str) -> float:
+    """Assert the goal of a finished pair; returns the ratio."""
+    value = ratio(name)
+    assert value is not None, f"{name}: both sides must have run"
+    kind, bound, _ = GOALS[name]
+    if kind == "min":
+        assert value >= bound, f"{name}: speed-up {value:.2f}x, goal >= {bound}x"
+    else:
+        assert value <= bound, f"{name}: ratio {value:.3f}, goal <= {bound}"
+    return value
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    rows = []
+    for name in RESULTS:
+        value = ratio(name)
+        kind, bound, desc = GOALS.get(name, ("max", float("nan"), name))
+        if value is None:
+            continue
+        met = value >= bound if kind == "min" else value <= bound
+        rows.append({"name": name, "what": desc, "ratio": round(value, 4),
+                     "goal": f"{'>=' if kind == 'min' else '<='} {bound}", "met": bool(met),
+                     "ours_s": RESULTS[name]["ours"], "baseline_s": RESULTS[name]["baseline"],
+                     "note": EXTRA.get(name, "")})
+    tr = terminalreporter
+    tr.section("benchmark ratios (same run)")
+    width = max(len(r["what"]) for r in rows)
+    for r in rows:
+        tr.write_line(f"{r['what'].ljust(width)}  {r['ratio']:>9.3f}  goal {r['goal']:<7}  "
+                      f"{'met' if r['met'] else 'MISSED'}  {r['note']}")
+    out = Path(".benchmarks")
+    out.mkdir(exist_ok=True)
+    (out / "ratios.json").write_text(json.dumps(rows, indent=2))
+
+
+@pytest.fixture
+def bench_record():
+    return record
