@@ -70,6 +70,11 @@ def accuracy(model: LeNet, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) 
 
 
 def train(name: str, loaded: data.Loaded, log=print) -> tuple[LeNet, dict]:
+    with torch.random.fork_rng(devices=[]):  # never disturb the caller's (a training run's) RNG
+        return _train(name, loaded, log)
+
+
+def _train(name: str, loaded: data.Loaded, log) -> tuple[LeNet, dict]:
     torch.manual_seed(TRAIN["seed"])
     x, y = loaded.train.x, loaded.train.y
     n_classes = int(y.max()) + 1

@@ -384,8 +384,11 @@ class TranslationEvaluator:
 def training_evaluator(p):
     """Evaluator for a prepared run (suite.harness.Prepared), or None when none applies here."""
     n = p.cfg.eval_n or DEFAULTS["n"]
-    opts = Options(n=n, device=str(p.device))
+    opts = Options(n=n, device=str(p.device), data_root=p.data_root)
     try:
+        base = "fashion_mnist" if p.cfg.dataset == "fashion_unpaired" else p.cfg.dataset
+        if features.default_for(base) == "inception":
+            features.inception_weights_path()  # before loading a large dataset for nothing
         if p.loaded.kind == "unpaired":
             if p.cfg.dataset != "fashion_unpaired":
                 features.inception_weights_path()  # horse2zebra: Inception FID only

@@ -133,6 +133,27 @@ def cmd_train_classifier(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from suite import harness, tune
+
+    overrides = parse_sets(args.set)
+    cfg = harness.resolve_config(args.recipe, overrides, max_steps=args.max_steps)
+    spec = tune.StudySpec(
+        recipe=args.recipe, trials=args.trials, timeout=args.timeout, params=tune.parse_space(args.params, cfg),
+        metric=args.metric, direction=args.direction, storage=args.storage, study_name=args.study_name,
+        workers=args.workers, pruner=args.pruner, sampler=args.sampler, seed=args.seed, overrides=overrides,
+        max_steps=args.max_steps, device=args.device, data_root=args.data_root)
+    summary = tune.tune(spec)
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_tune_worker(args) -> int:
+    from suite import tune
+
+    return tune.worker_main(args.spec, args.worker_id, args.deadline)
+
+
 def _evaluator_factory():
     try:
         from evaluation.evaluate import training_evaluator
@@ -183,6 +204,31 @@ def build_parser() -> Parser:
     s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs")
+    s.add_argument("recipe")
+    s.add_argument("--trials", type=int, default=12, help="trial slots in the study (default 12)")
+    s.add_argument("--timeout", type=float, help="stop claiming new trials after S seconds")
+    s.add_argument("--params", help="lr_g,lr_d (default) or name:low:high[:log|:lin],...")
+    s.add_argument("--metric", help="objective (default: the recipe's primary evaluation metric)")
+    s.add_argument("--direction", choices=["minimize", "maximize"], help="default: inferred from the metric")
+    s.add_argument("--storage", help="Optuna storage URL: sqlite:///f.db, postgresql://..., journal:///f.log")
+    s.add_argument("--study-name", help="default RECIPE-tune; an existing study is resumed/joined")
+    s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
+    s.add_argument("--sampler", default="tpe", choices=["tpe", "random", "cmaes"])
+    s.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + i)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed config override (repeatable)")
+    s.add_argument("--max-steps", type=int, help="training steps per trial")
+    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
+    s.add_argument("--data-root", help="folder holding local datasets")
+    s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("_tune-worker")  # internal: one worker process of `tune --workers K`
+    s.add_argument("spec")
+    s.add_argument("worker_id")
+    s.add_argument("deadline", nargs="?", default="")
+    s.set_defaults(func=cmd_tune_worker)
 
     s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
     s.add_argument("dataset", help="fashion_mnist | mnist | digits")

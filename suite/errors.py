@@ -31,3 +31,9 @@ class TrainingDiverged(SuiteError):
     """A loss became NaN/inf; the run is marked FAILED, the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class StopRun(SuiteError):
+    """A run stopped on purpose before its end (an Optuna trial pruned): marked KILLED."""
+
+    exit_code = 1

@@ -14,6 +14,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +24,7 @@ import torch
 from recipes import registry
 from recipes.base import BaseConfig, DataInfo, Trainer, flatten
 from suite import checkpoint, data, images, paths
-from suite.errors import CheckpointError, ConfigError, TrainingDiverged
+from suite.errors import CheckpointError, ConfigError, StopRun, TrainingDiverged
 from suite.progress import Progress
 from suite.tracking import Tracker
 
@@ -56,6 +57,7 @@ class RunRequest:
     run_name: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
     on_eval: Callable[[int, dict[str, float]], None] | None = None  # e.g. Optuna's report/prune
+    on_start: Callable[[Tracker], None] | None = None  # called once the run exists
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Prepared:
     loaded: data.Loaded
     info: DataInfo
     device: torch.device
+    data_root: str | None = None
 
     def resolved(self) -> dict:
         """What `suite show` prints and every run stores as config.json."""
@@ -104,7 +107,8 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
         raise ConfigError(f"family {cfg.family} cannot train on dataset '{cfg.dataset}' ({loaded.kind})")
     if loaded.kind == "image" and cfg.image_size == 0:
         cfg = dataclasses.replace(cfg, image_size=loaded.shape[-1])
-    return Prepared(recipe, cfg.family, cfg, loaded, data.data_info(loaded, cfg.batch_size), dev)
+    return Prepared(recipe, cfg.family, cfg, loaded, data.data_info(loaded, cfg.batch_size), dev,
+                    str(data_root) if data_root else None)
 
 
 def build_trainer(p: Prepared) -> Trainer:
@@ -150,6 +154,17 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def isolated_rng():
+    """Whatever runs inside (evaluation, classifier training) leaves training's RNG untouched,
+    so a run is the same with or without evaluation and resumes bit-for-bit."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 class Session:
@@ -248,7 +263,8 @@ class Session:
         self.tracker.log_image(picture, f"samples/step_{step:06d}.png")
 
     def evaluate(self, step: int) -> None:
-        metrics = self.evaluator(self.trainer, step, self.tracker, final=step == self.total)
+        with isolated_rng():
+            metrics = self.evaluator(self.trainer, step, self.tracker, final=step == self.total)
         if step > self.skip_through or not self.best:
             self.tracker.log_metrics(step, metrics)
         value = metrics.get(self.evaluator.primary)
@@ -353,13 +369,19 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
         tracker = Tracker.create(p.recipe, run_name, params, {**_tags(p, recipe_meta), **req.extra_tags},
                                  p.resolved(), parent_run_id=req.parent_run_id)
         skip, best = 0, {}
-    evaluator = evaluator_factory(p) if (evaluator_factory and req.evaluate) else None
     session = None
     try:
+        if req.on_start is not None:
+            req.on_start(tracker)
+        with isolated_rng():
+            evaluator = evaluator_factory(p) if (evaluator_factory and req.evaluate) else None
         session = Session(p, trainer, stream, tracker, evaluator, req.progress, skip, best, req.on_eval)
         session.run()
     except TrainingDiverged as e:
         tracker.finish("FAILED", str(e))
+        raise
+    except StopRun as e:
+        tracker.finish("KILLED", str(e))
         raise
     except KeyboardInterrupt:
         tracker.finish("KILLED", "interrupted (KeyboardInterrupt)")

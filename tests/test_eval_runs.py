@@ -62,3 +62,19 @@ def test_cli_run_evaluates_at_the_end_by_default(suite_home, mlflow_client):
     metrics = mlflow_client.get_run(proc.stdout.split()[-1]).data.metrics
     assert metrics[metric_name("modes_covered", 2000, "points", "ring8")] >= 0
     assert metric_name("fid", 2000, "points", "ring8", "train") in metrics
+
+
+def test_evaluating_during_training_does_not_change_training(suite_home):
+    import torch
+
+    from evaluation.evaluate import training_evaluator
+    from suite import checkpoint
+
+    def weights(evaluate):
+        req = harness.RunRequest(recipe="dcgan_digits", max_steps=8, progress=False, evaluate=evaluate,
+                                 overrides={**TINY_DC, "eval_every": 3, "eval_n": 300})
+        run_id = harness.train(req, evaluator_factory=training_evaluator)
+        return checkpoint.load(paths.run_dir(run_id) / "checkpoints" / "generator.pt")["generator"]["G"]
+
+    a, b = weights(True), weights(False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
