@@ -31,8 +31,9 @@ from suite import paths
 from suite.errors import ConfigError, StopRun, SuiteError
 
 LR_RANGE = (1e-5, 1e-3)  # default search range of every learning rate (log-uniform)
-HEARTBEAT_S = 5
-GRACE_S = 20
+# A worker beats every HEARTBEAT_S seconds; after GRACE_S without a beat its trial is stale.
+HEARTBEAT_S = int(os.environ.get("SUITE_TUNE_HEARTBEAT", "5"))
+GRACE_S = int(os.environ.get("SUITE_TUNE_GRACE", "30"))
 MAXIMIZE_PREFIXES = ("is", "precision", "recall", "density", "coverage", "label_acc", "modes_covered", "hq_share")
 
 
@@ -127,7 +128,11 @@ def default_storage() -> str:
 
 
 def open_storage(url: str):
+    import warnings
+
     import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat args
     from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
@@ -138,7 +143,7 @@ def open_storage(url: str):
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=3))
+                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of many kinds
         raise ConfigError(f"cannot open Optuna storage {safe_url(url)}: {str(e).splitlines()[0][:200]}") from None
     finally:
@@ -294,7 +299,7 @@ class Heartbeat:
         self.storage, self.trial_id = storage, trial_id
         self.stop = threading.Event()
         self.thread = None
-        if hasattr(storage, "record_heartbeat") and storage.is_heartbeat_enabled():
+        if hasattr(storage, "get_heartbeat_interval") and storage.get_heartbeat_interval() is not None:
             self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self):
@@ -317,10 +322,13 @@ class Heartbeat:
 
 
 def fail_stale(study) -> None:
+    """Trials whose worker stopped beating are failed; the retry callback queues them again."""
+    import warnings
+
     import optuna
 
-    storage = study._storage
-    if hasattr(storage, "is_heartbeat_enabled") and storage.is_heartbeat_enabled():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
 
 

@@ -72,6 +72,17 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_across_two():
     assert abs(same) < 0.02 < diff
 
 
+def test_kid_matches_torch_fidelity():
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    a, b = correlated(1200, 48, 8), correlated(1100, 48, 9, shift=0.2)
+    ours = kid.kid(a, b, subsets=10, subset_size=500, seed=3)
+    ref = kid_features_to_metric(a.double(), b.double(), kid_subsets=10, kid_subset_size=500, rng_seed=3,
+                                 verbose=False)
+    assert ours[0] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-9)
+    assert ours[1] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-6)
+
+
 def test_inception_score_bounds():
     assert isc.inception_score(torch.zeros(1000, 10))[0] == pytest.approx(1.0)
     confident = torch.nn.functional.one_hot(torch.arange(1000) % 10, 10).float() * 50
