@@ -48,7 +48,17 @@ class Result:
 
 
 class Context:
-    """The reference side of one dataset under one extractor."""
+    """The reference side of one dataset under one extractor. `Context.shared` reuses one per
+    process (a tuning worker evaluates many trials against the same reference)."""
+
+    _shared: dict = {}
+
+    @classmethod
+    def shared(cls, dataset: str, options: Options) -> Context:
+        key = (dataset, options.extractor, options.device, options.data_root, options.inception_weights)
+        if key not in cls._shared:
+            cls._shared[key] = cls(dataset, options)
+        return cls._shared[key]
 
     def __init__(self, dataset: str, options: Options | None = None):
         self.opt = options or Options()
@@ -84,8 +94,7 @@ class Context:
         key = ("test_nn", space)
         if key not in self._refs:
             ext = self.pixels if space == "pixels" else self.extractor
-            d, _ = memorization.nn_distances(self.ref("test", ext)["features"], self.ref("train", ext)["features"])
-            self._refs[key] = d[:, 0]
+            self._refs[key] = stats.heldout_nn(self.loaded, ext, self.ref("test", ext), self.ref("train", ext))
         return self._refs[key]
 
     def names(self, n: int) -> dict[str, str]:
@@ -105,6 +114,8 @@ class Context:
 
     # -- evaluation
     def evaluate(self, samples: torch.Tensor, full: bool = True) -> Result:
+        """full=False (during training): FID, IS and the collapse check. full=True adds KID,
+        precision/recall/density/coverage, the memorization checks and the figures."""
         samples = check_samples(samples, self.kind, self.loaded.shape)
         n = len(samples)
         names = self.names(n)
@@ -112,7 +123,7 @@ class Context:
         gen_f = out["features"]
         ref = self.ref("train")
         metrics = {names["fid"]: fid.frechet_distance(*fid.statistics(gen_f), ref["mu"], ref["sigma"])}
-        if n >= 2:
+        if full and n >= 2:  # 100 kernel subsets: at the end of a run, not at every evaluation
             k_mean, k_std = kid.kid(gen_f, ref["features"])
             metrics.update({names["kid"]: k_mean, names["kid_std"]: k_std})
         checks: dict[str, dict] = {}
@@ -325,7 +336,7 @@ class TrainingEvaluator:
 
     def __init__(self, dataset: str, n: int, options: Options, seed: int):
         self.n, self.seed = n, seed
-        self.ctx = Context(dataset, options)  # reference statistics now: errors surface before training
+        self.ctx = Context.shared(dataset, options)  # reference statistics now: errors surface before training
         self.primary = self.ctx.names(n)["fid"]
 
     def samples(self, trainer) -> torch.Tensor:
@@ -352,7 +363,7 @@ class TranslationEvaluator:
         self.n = min(n, len(test.a), len(test.b))
         self.a, self.ya = test.a.x[: self.n], test.a.y[: self.n]
         self.b, self.yb = test.b.x[: self.n], test.b.y[: self.n]
-        self.ctx = Context("fashion_mnist", options)
+        self.ctx = Context.shared("fashion_mnist", options)
         self.primary = metric_name("fid", self.n, "lenet", "fashion_mnist", "train") + "_btoa"
 
     def __call__(self, trainer, step: int, tracker=None, final: bool = False) -> dict[str, float]:

@@ -61,3 +61,16 @@ def reference(loaded: data.Loaded, split: str, extractor: Extractor, n: int | No
     checkpoint.save(ref, path)
     ref["cached"] = False
     return ref
+
+
+def heldout_nn(loaded: data.Loaded, extractor: Extractor, test: dict, train: dict) -> torch.Tensor:
+    """Distance of every held-out example to its nearest training example (the memorization
+    baseline), cached under the two references' keys."""
+    from evaluation.neighbours import knn
+
+    path = paths.cache_dir("stats") / f"{loaded.name}-heldout-nn-{extractor.name}-{test['key']}-{train['key']}.pt"
+    if path.exists():
+        return checkpoint.load(path)["d"]
+    d, _ = knn(test["features"].flatten(1), train["features"].flatten(1), 1)
+    checkpoint.save({"d": d[:, 0]}, path)
+    return d[:, 0]

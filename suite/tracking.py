@@ -1,7 +1,7 @@
 """The only module that talks to MLflow.
 
-One experiment per recipe; params = the flattened config; tags `suite.*`; metrics batched and
-sent asynchronously (MLflow's own async queue) so logging never dominates a training step.
+One experiment per recipe; params = the flattened config; tags `suite.*`; metrics buffered and
+sent in batches by a background thread so logging never dominates a training step.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import platform
+import queue
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,7 +112,7 @@ class Tracker:
         self.client = c or client()
         self.run_id = run_id
         self._buffer: list = []
-        self._pending: list = []
+        self._writer: _Writer | None = None
 
     # -- creation
     @classmethod
@@ -180,14 +182,14 @@ class Tracker:
             self.flush()
 
     def flush(self, wait: bool = False) -> None:
+        """Hand buffered metrics to the background writer; `wait` until they are stored."""
+        if self._buffer and self._writer is None:
+            self._writer = _Writer(self.client, self.run_id)
         while self._buffer:
             chunk, self._buffer = self._buffer[:MAX_BUFFER], self._buffer[MAX_BUFFER:]
-            self._pending.append(self.client.log_batch(self.run_id, metrics=chunk, synchronous=False))
-        if wait:
-            for op in self._pending:
-                if op is not None:
-                    op.wait()
-            self._pending.clear()
+            self._writer.queue.put(chunk)
+        if wait and self._writer is not None:
+            self._writer.drain()
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
         self.client.log_image(self.run_id, image, artifact_file=artifact_file)
@@ -202,6 +204,44 @@ class Tracker:
         try:
             self.flush(wait=True)
         finally:
+            if self._writer is not None:
+                self._writer.stop()
             if reason:
                 self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
             self.client.set_terminated(self.run_id, status=status)
+
+
+class _Writer(threading.Thread):
+    """Sends metric batches from a background thread so a training step never waits on the
+    store. Written instead of MLflow's async logging (log_batch(synchronous=False)) because
+    ending a run that used it blocks about a second while MLflow's queue thread winds down."""
+
+    def __init__(self, c, run_id: str):
+        super().__init__(daemon=True, name=f"suite-metrics-{run_id[:8]}")
+        self.client, self.run_id = c, run_id
+        self.queue: queue.Queue = queue.Queue()
+        self.error: Exception | None = None
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            chunk = self.queue.get()
+            try:
+                if chunk is None:
+                    return
+                if self.error is None:
+                    self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as e:  # noqa: BLE001 - surfaced by drain()
+                self.error = e
+            finally:
+                self.queue.task_done()
+
+    def drain(self) -> None:
+        self.queue.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise TrackingError(f"logging metrics to {paths.tracking_uri()} failed: {str(error).splitlines()[0][:200]}")
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.join(timeout=30)

@@ -7,7 +7,7 @@ A study is a fixed number of trial slots queued in Optuna's storage (slot 0 hold
 defaults); workers claim queued slots one at a time, so K workers — in one process tree or on
 several machines sharing the storage — run exactly that many trials, none twice. Workers send
 heartbeats; a worker that dies leaves a stale trial that the next worker marks failed, and
-Optuna's RetryFailedTrialCallback queues it again. Re-running the same command resumes.
+Optuna's RetryHeartbeatStaleTrialCallback queues it again. Re-running the same command resumes.
 
 MLflow: one parent run per study in the recipe's experiment, each trial a child run
 (`mlflow.parentRunId`). Optuna's own MLflowCallback is not used: it needs an active parent run
@@ -133,7 +133,7 @@ def open_storage(url: str):
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat args
-    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
     if url.startswith("journal:///"):
@@ -143,7 +143,7 @@ def open_storage(url: str):
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of many kinds
         raise ConfigError(f"cannot open Optuna storage {safe_url(url)}: {str(e).splitlines()[0][:200]}") from None
     finally:
@@ -223,37 +223,60 @@ def prepare_study(spec: StudySpec):
     spec.direction = spec.direction or infer_direction(spec.metric)
     if spec.direction not in ("minimize", "maximize"):
         raise ConfigError(f"--direction must be minimize or maximize, got '{spec.direction}'")
-    study = optuna.create_study(
-        study_name=spec.study_name, storage=open_storage(spec.storage), direction=spec.direction,
-        sampler=make_sampler(spec.sampler, spec.seed),
-        pruner=make_pruner(spec.pruner, cfg.max_steps, cfg.eval_every), load_if_exists=True)
+    storage = open_storage(spec.storage)
+    sampler, pruner = make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner, cfg.max_steps, cfg.eval_every)
+    try:  # creating a study is atomic: exactly one coordinator owns it and makes the parent run
+        study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
+                                    sampler=sampler, pruner=pruner)
+        owner = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler, pruner=pruner)
+        owner = False
+    if owner:
+        for key, value in {"recipe": spec.recipe, "metric": spec.metric, "direction": spec.direction,
+                           "params": [dataclasses.asdict(p) for p in spec.params]}.items():
+            study.set_user_attr(key, value)
+        queue_slots(study, spec, cfg)  # before the parent id appears: joiners wait for that
+        study.set_user_attr("mlflow_parent_run_id", _create_parent(spec, cfg))
+        return study, study.user_attrs["mlflow_parent_run_id"]
+    parent_id = _wait_for_parent(study)
     attrs = study.user_attrs
-    if attrs.get("recipe", spec.recipe) != spec.recipe or attrs.get("metric", spec.metric) != spec.metric:
+    if attrs.get("recipe") != spec.recipe or attrs.get("metric") != spec.metric:
         raise ConfigError(f"study '{spec.study_name}' belongs to recipe {attrs.get('recipe')} / metric "
                           f"{attrs.get('metric')}; use another --study-name")
     if study.direction.name.lower() != spec.direction:
         raise ConfigError(f"study '{spec.study_name}' already exists with direction {study.direction.name.lower()}")
-    for key, value in {"recipe": spec.recipe, "metric": spec.metric, "direction": spec.direction,
-                       "params": [dataclasses.asdict(p) for p in spec.params]}.items():
-        if key not in attrs:
-            study.set_user_attr(key, value)
-    parent_id = attrs.get("mlflow_parent_run_id")
-    if parent_id is None:
-        tags = {"suite.study": spec.study_name, "suite.storage": safe_url(spec.storage),
-                "suite.sampler": spec.sampler, "suite.pruner": spec.pruner, "suite.objective": spec.metric,
-                "suite.direction": spec.direction, "suite.recipe": spec.recipe, "suite.kind": "study"}
-        params = {"recipe": spec.recipe, "trials": spec.trials, "sampler": spec.sampler, "pruner": spec.pruner,
-                  "objective": spec.metric, "direction": spec.direction,
-                  "search_space": ";".join(f"{p.name}:{p.low:g}:{p.high:g}:{'log' if p.log else 'lin'}"
-                                           for p in spec.params)}
-        parent = Tracker.create(spec.recipe, f"study-{spec.study_name}", params, tags,
-                                {"study": spec.to_json(), "config": dataclasses.asdict(cfg)})
-        parent_id = parent.run_id
-        study.set_user_attr("mlflow_parent_run_id", parent_id)
-    else:
-        Tracker.attach(parent_id).mark_running()
-    queue_slots(study, spec, cfg)
+    Tracker.attach(parent_id).mark_running()
+    queue_slots(study, spec, cfg)  # a resumed study may ask for more trials than it has
     return study, parent_id
+
+
+def _create_parent(spec: StudySpec, cfg) -> str:
+    from suite.tracking import Tracker
+
+    tags = {"suite.study": spec.study_name, "suite.storage": safe_url(spec.storage),
+            "suite.sampler": spec.sampler, "suite.pruner": spec.pruner, "suite.objective": spec.metric,
+            "suite.direction": spec.direction, "suite.recipe": spec.recipe, "suite.kind": "study"}
+    params = {"recipe": spec.recipe, "trials": spec.trials, "sampler": spec.sampler, "pruner": spec.pruner,
+              "objective": spec.metric, "direction": spec.direction,
+              "search_space": ";".join(f"{p.name}:{p.low:g}:{p.high:g}:{'log' if p.log else 'lin'}"
+                                       for p in spec.params)}
+    parent = Tracker.create(spec.recipe, f"study-{spec.study_name}", params, tags,
+                            {"study": spec.to_json(), "config": dataclasses.asdict(cfg)})
+    return parent.run_id
+
+
+def _wait_for_parent(study, timeout: float = 120) -> str:
+    """A joining coordinator waits for the owner to queue the slots and create the parent run."""
+    t0 = time.time()
+    while True:
+        parent_id = study.user_attrs.get("mlflow_parent_run_id")
+        if parent_id:
+            return parent_id
+        if time.time() - t0 > timeout:
+            raise ConfigError(f"study '{study.study_name}' exists but its coordinator never created the MLflow "
+                              "parent run; use another --study-name")
+        time.sleep(1)
 
 
 def _slots(study) -> set[int]:

@@ -151,3 +151,36 @@ def test_tune_bad_input_is_one_line(suite_home, tmp_path, args, needle):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     proc = run_cli(*tune_args(storage, "bad", 2, *args), env=env_for(suite_home))
     assert_one_line_error(proc, needle)
+
+
+@pytest.mark.slow
+def test_two_hosts_share_a_postgres_study_and_an_mlflow_server(tmp_path, monkeypatch):
+    """The lab set-up: Optuna RDB storage on PostgreSQL, an MLflow tracking server, and two
+    `suite tune` coordinators (standing in for two GPU hosts) with two workers each."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.servers import mlflow_server, postgres
+
+    with postgres(tmp_path) as storage, mlflow_server(tmp_path) as tracking:
+        env = {"MLFLOW_TRACKING_URI": tracking, "SUITE_HOME": str(tmp_path / "host"), "SUITE_TUNE_HEARTBEAT": "1",
+               "SUITE_TUNE_GRACE": "10"}
+        full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        args = tune_args(storage, "lab", 8, "--workers", "2", steps=100)
+        host_a = subprocess.Popen([sys.executable, "-m", "suite", *args], env=full, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        host_b = subprocess.Popen([sys.executable, "-m", "suite", *args], env=full, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for p in (host_a, host_b):
+            out, err = p.communicate(timeout=1500)
+            assert p.returncode == 0, err[-3000:]
+        trials = trials_of(storage, "lab")
+        assert len(trials) == 8 and sorted(t.user_attrs["slot"] for t in trials) == list(range(8))
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        study = optuna.load_study(study_name="lab", storage=storage)
+        client = MlflowClient(tracking)
+        parent_id = study.user_attrs["mlflow_parent_run_id"]
+        assert len(child_runs(client, parent_id)) == 8
+        parents = client.search_runs([client.get_run(parent_id).info.experiment_id], "tags.`suite.kind` = 'study'")
+        assert [r.info.run_id for r in parents] == [parent_id]  # one parent, though two hosts joined
+        assert "study/trials.csv" in {f.path for f in client.list_artifacts(parent_id, "study")}
