@@ -154,6 +154,19 @@ def cmd_tune_worker(args) -> int:
     return tune.worker_main(args.spec, args.worker_id, args.deadline)
 
 
+def cmd_report(args) -> int:
+    from reports import build
+
+    build.main(args.run_ids, args.experiment, args.study, args.output, args.format)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from suite import ui
+
+    return ui.serve(args.host, args.port)
+
+
 def _evaluator_factory():
     try:
         from evaluation.evaluate import training_evaluator
@@ -223,6 +236,19 @@ def build_parser() -> Parser:
     s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
     s.add_argument("--data-root", help="folder holding local datasets")
     s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("report", help="an HTML (or Markdown) report of runs, an experiment or a study")
+    s.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    s.add_argument("--experiment", help="every run of this MLflow experiment (a recipe name)")
+    s.add_argument("--study", help="an Optuna study run by `suite tune`")
+    s.add_argument("-o", "--output", help="output file (default report.html / report.md)")
+    s.add_argument("--format", default="html", help="html (self-contained) | md (images in a folder beside it)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("ui", help="start the MLflow UI on the suite's tracking store")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=5000)
+    s.set_defaults(func=cmd_ui)
 
     s = sub.add_parser("_tune-worker")  # internal: one worker process of `tune --workers K`
     s.add_argument("spec")

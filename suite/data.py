@@ -71,6 +71,7 @@ class DatasetSpec:
     native_size: int  # 0 for points
     load: Callable[..., Loaded]
     classes: tuple[str, ...] = ()
+    channels: int = 1  # of one image (2: the coordinates of a point)
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -389,9 +390,9 @@ def _load_horse2zebra(data_root=None, download=False, image_size=256, load_size=
 
 _ENV = "pass --data-root DIR (or set SUITE_DATA_ROOT=DIR)"
 register(DatasetSpec("ring8", "points", "8 Gaussians on a circle of radius 2, std 0.02 (VEEGAN/PacGAN)",
-                     "", 0, _load_mixture("ring8")))
+                     "", 0, _load_mixture("ring8"), channels=2))
 register(DatasetSpec("grid25", "points", "25 Gaussians on a 5x5 grid, spacing 2, std 0.05 (VEEGAN/PacGAN)",
-                     "", 0, _load_mixture("grid25")))
+                     "", 0, _load_mixture("grid25"), channels=2))
 register(DatasetSpec("digits", "image", "scikit-learn's 1,797 8x8 handwritten digits (1,500 train / 297 test)",
                      "It ships with scikit-learn: pip install scikit-learn.", 8, _load_digits, DIGIT_CLASSES))
 register(DatasetSpec(
@@ -412,15 +413,15 @@ register(DatasetSpec("fashion_unpaired", "unpaired",
 register(DatasetSpec(
     "celeba", "image", "CelebA aligned faces (img_align_celeba), 202,599 images",
     f"Download img_align_celeba.zip (mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip it under DIR/celeba and {_ENV}; "
-    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba))
+    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba, channels=3))
 register(DatasetSpec(
     "lsun_bedroom", "image", "LSUN bedrooms (lmdb or an image folder)",
     f"Fetch it with `python download.py -c bedroom` from github.com/fyu/lsun, unzip bedroom_train_lmdb under DIR and "
-    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun))
+    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3))
 register(DatasetSpec(
     "horse2zebra", "unpaired", "CycleGAN horse2zebra (trainA/trainB/testA/testB)",
     "Download efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip, unzip it under DIR and "
-    f"{_ENV}, or add --download.", 256, _load_horse2zebra))
+    f"{_ENV}, or add --download.", 256, _load_horse2zebra, channels=3))
 
 
 def load(name: str, *, data_root=None, download: bool = False, image_size: int = 0, load_size: int = 0,

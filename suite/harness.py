@@ -298,6 +298,7 @@ class Session:
 
     def finish(self) -> None:
         gen = {"family": self.p.family, "recipe": self.p.recipe, "config": dataclasses.asdict(self.cfg),
+               "kind": self.p.info.kind, "shape": list(self.p.info.shape),
                "generator": self.trainer.generator_state()}
         path = checkpoint.save(gen, self.ckpt_dir / "generator.pt")
         self.tracker.log_artifact(path, "checkpoints")

@@ -105,6 +105,59 @@ def experiment_id(c, name: str) -> str:
         return exp.experiment_id
 
 
+# --------------------------------------------------------------------------- reading (reports)
+
+
+def get_run(run_id: str):
+    c = client()
+    try:
+        return c.get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
+        raise TrackingError(f"no run with id '{run_id}' in {paths.tracking_uri()}") from None
+
+
+def history(run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client().get_metric_history(run_id, key))
+
+
+def list_artifacts(run_id: str, path: str = "") -> list[str]:
+    out = []
+    for f in client().list_artifacts(run_id, path or None):
+        out += list_artifacts(run_id, f.path) if f.is_dir else [f.path]
+    return out
+
+
+def download_artifact(run_id: str, path: str, dst: Path) -> Path | None:
+    try:
+        return Path(client().download_artifacts(run_id, path, str(dst)))
+    except Exception:  # noqa: BLE001 - absent artifact
+        return None
+
+
+def experiment_runs(name: str, filter_string: str = ""):
+    """Runs of one experiment (as MLflow Run objects), newest first."""
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is None:
+        raise TrackingError(f"no experiment named '{name}' in {paths.tracking_uri()}")
+    return c.search_runs([exp.experiment_id], filter_string, max_results=5000)
+
+
+def runs_frame(experiment_ids: list[str], filter_string: str = ""):
+    """mlflow.search_runs as a pandas DataFrame (params.*, metrics.*, tags.* columns)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(paths.tracking_uri())
+    return mlflow.search_runs(experiment_ids=experiment_ids, filter_string=filter_string, max_results=5000)
+
+
+def find_runs(filter_string: str):
+    """Runs in any experiment matching a filter (e.g. a study's parent run by tag)."""
+    c = client()
+    ids = [e.experiment_id for e in c.search_experiments()]
+    return c.search_runs(ids, filter_string, max_results=5000) if ids else []
+
+
 class Tracker:
     """One MLflow run: buffered metrics, images, artifacts, and its final status."""
 

@@ -87,3 +87,31 @@ def postgres(tmp: Path):
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise RuntimeError("headless Chromium is not installed (apt-get install chromium)")
+
+
+def render(page: Path, tmp: Path, width: int = 1280, height: int = 6000) -> tuple[str, Path]:
+    """Load a page in headless Chromium: (DOM after load and scripts, full screenshot PNG)."""
+    shot = tmp / f"{page.stem}.png"
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    try:
+        base = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
+        dom = subprocess.run([*base, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+        subprocess.run([*base, f"--screenshot={shot}", f"--window-size={width},{height}", page.resolve().as_uri()],
+                       capture_output=True, timeout=120, check=True)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return dom, shot

@@ -1,0 +1,40 @@
+"""`python -m suite ui`: the MLflow UI on the suite's tracking store, bound to 127.0.0.1 unless
+told otherwise. With MLFLOW_TRACKING_URI pointing at a server, that server already is the UI."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from suite import paths
+from suite.errors import ConfigError
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(host: str = "127.0.0.1", port: int = 5000) -> int:
+    uri = paths.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"runs are on the tracking server {uri}: open it in a browser", flush=True)
+        return 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"invalid --port {port}")
+    if not port_free(host, port):
+        raise ConfigError(f"port {port} on {host} is in use: pass --port N")
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
