@@ -1,0 +1,141 @@
+"""Harness overhead: a training step through the suite (Session: metric buffer, MLflow logging,
+progress, sample grids and checkpoints at the recipe's cadence) against a bare PyTorch loop of the
+same networks, data and optimizers, in the same run.
+
+    tox -e bench -- -k step
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from suite import harness
+from suite.tracking import Tracker
+from tests.benchmarks.conftest import check, goal, record
+
+STEPS = {"dcgan": 40, "wgan": 12, "gan": 150}
+RECIPES = {"dcgan": ("dcgan_fashion", {}), "wgan": ("wgan_fashion", {}), "gan": ("gan_fashion", {})}
+START = {"dcgan": 190, "wgan": 30, "gan": 190}  # past WGAN's 100-critic bursts; crossing a sample grid
+for fam, text in (("dcgan", "DCGAN 32x32 step"), ("wgan", "WGAN 32x32 generator iteration (n_critic 5)"),
+                  ("gan", "MLP GAN 28x28 step")):
+    goal(f"step_{fam}", "max", 1.03, f"{text}: harness with MLflow / bare PyTorch loop")
+
+
+def session(fam: str):
+    recipe, over = RECIPES[fam]
+    cfg = harness.resolve_config(recipe, over, max_steps=START[fam] + STEPS[fam] + 1000)
+    p = harness.prepare(recipe, cfg)
+    trainer = harness.build_trainer(p)
+    trainer.step = START[fam]
+    tracker = Tracker.create(f"bench_{recipe}", "bench", {}, {}, {})
+    s = harness.Session(p, trainer, harness.make_stream(p), tracker, None, progress=False)
+    return s
+
+
+def bare(fam: str):
+    """The same networks, data and optimizers, driven by a plain loop (the tutorials' shape)."""
+    recipe, over = RECIPES[fam]
+    cfg = harness.resolve_config(recipe, over)
+    p = harness.prepare(recipe, cfg)
+    torch.manual_seed(0)
+    t = harness.build_trainer(p)  # only for its freshly initialised networks and optimizers
+    G, D, opt_g, opt_d = t.G, t.D, t.opt_g, t.opt_d
+    x, bs, nz = p.loaded.train.x, cfg.batch_size, cfg.nz
+    perm = torch.randperm(len(x))
+    pos = [0]
+
+    def batch():
+        i = pos[0] % (len(x) // bs)
+        pos[0] += 1
+        return x[perm[i * bs:(i + 1) * bs]]
+
+    def dcgan_step():
+        real = batch()
+        fake = G(torch.randn(bs, nz, 1, 1))
+        opt_d.zero_grad()
+        out_r, out_f = D(real), D(fake.detach())
+        loss_d = F.binary_cross_entropy_with_logits(out_r, torch.ones_like(out_r)) + \
+            F.binary_cross_entropy_with_logits(out_f, torch.zeros_like(out_f))
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        opt_g.zero_grad()
+        out = D(fake)
+        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+        opt_g.step()
+        D.requires_grad_(True)
+
+    def gan_step():
+        real = batch()
+        with torch.no_grad():
+            fake = G(torch.randn(bs, nz))
+        opt_d.zero_grad()
+        out_r, out_f = D(real), D(fake)
+        loss_d = F.binary_cross_entropy_with_logits(out_r, torch.ones_like(out_r)) + \
+            F.binary_cross_entropy_with_logits(out_f, torch.zeros_like(out_f))
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        opt_g.zero_grad()
+        out = D(G(torch.randn(bs, nz)))
+        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+        opt_g.step()
+        D.requires_grad_(True)
+
+    def wgan_step(g_iter):
+        n_critic = 100 if g_iter < 25 or g_iter % 500 == 0 else 5
+        for _ in range(n_critic):
+            with torch.no_grad():
+                for q in D.parameters():
+                    q.clamp_(-0.01, 0.01)
+            real = batch()
+            with torch.no_grad():
+                fake = G(torch.randn(bs, nz, 1, 1))
+            opt_d.zero_grad()
+            (D(fake).mean() - D(real).mean()).backward()
+            opt_d.step()
+            with torch.no_grad():
+                for q in D.parameters():
+                    q.clamp_(-0.01, 0.01)
+        D.requires_grad_(False)
+        opt_g.zero_grad()
+        (-D(G(torch.randn(bs, nz, 1, 1))).mean()).backward()
+        opt_g.step()
+        D.requires_grad_(True)
+
+    def loop():
+        for i in range(STEPS[fam]):
+            if fam == "wgan":
+                wgan_step(START[fam] + i)
+            elif fam == "dcgan":
+                dcgan_step()
+            else:
+                gan_step()
+
+    return loop
+
+
+@pytest.mark.parametrize("fam", ["gan", "dcgan", "wgan"])
+def test_step_bare(benchmark, fam, suite_home):
+    loop = bare(fam)
+    loop()  # warm-up
+    benchmark.pedantic(loop, rounds=5, iterations=1)
+    record(f"step_{fam}", "baseline", benchmark)
+
+
+@pytest.mark.parametrize("fam", ["gan", "dcgan", "wgan"])
+def test_step_harness(benchmark, fam, suite_home):
+    s = session(fam)
+    s.run(until=s.trainer.step + 5)  # warm-up
+
+    def steps():
+        s.run(until=s.trainer.step + STEPS[fam])
+        s.flush()
+        s.tracker.flush(wait=True)  # the metrics are stored, not just queued
+
+    benchmark.pedantic(steps, rounds=5, iterations=1)
+    record(f"step_{fam}", "ours", benchmark)
+    s.tracker.finish()
+    check(f"step_{fam}")
