@@ -1,3 +1,4 @@
 from suite.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: spawned helper processes re-import this module
+    raise SystemExit(main())

@@ -181,6 +181,7 @@ class Session:
         self.ckpt_dir = paths.run_dir(tracker.run_id) / "checkpoints"
         self.pending: list[tuple[int, dict]] = []
         self.progress = Progress(self.total, trainer.step, desc=p.recipe, enabled=progress)
+        tracker.start_writer()
         self.last_values: dict[str, float] = {}
         self._t_mark, self._batches_mark = time.perf_counter(), self._batches()
         self.t_start, self.start_step = self._t_mark, trainer.step
@@ -189,18 +190,21 @@ class Session:
         return self.stream.epoch * self.stream.steps_per_epoch + self.stream.pos
 
     # -- the loop
-    def run(self) -> None:
+    def run(self, until: int | None = None) -> None:
+        """Train to the end (or up to step `until`: benchmarks drive the loop in slices)."""
         t, cfg = self.trainer, self.cfg
         if t.step == 0:
             self.log_samples(0)
-        while t.step < self.total:
+        end = self.total if until is None else min(until, self.total)
+        while t.step < end:
             out = t.train_step(self.stream)
             t.step += 1
-            out.update(t.learning_rates())
             self.pending.append((t.step, out))
             while t.epoch < self.stream.epochs_done:
                 t.epoch += 1
                 t.on_epoch_end()
+                if t.step > self.skip_through:
+                    self.tracker.log_metrics(t.step, t.learning_rates())
             last = t.step == self.total
             evaluating = self.evaluator is not None and (last or (cfg.eval_every and t.step % cfg.eval_every == 0))
             if len(self.pending) >= FLUSH_EVERY or last or t.step % cfg.sample_every == 0 or evaluating or \
@@ -213,7 +217,8 @@ class Session:
                 self.evaluate(t.step)
             if t.step % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint()
-        self.finish()
+        if t.step == self.total:
+            self.finish()
 
     def flush(self) -> None:
         """Move buffered step metrics to the host once, stop on non-finite losses, log."""
@@ -248,7 +253,10 @@ class Session:
                 f"non-finite loss at step {step} ({', '.join(f'{k}={v}' for k, v in which.items())}); "
                 f"run marked FAILED, last good checkpoint kept")
         if last_step > self.skip_through:
-            self.tracker.log_metrics(last_step, {"perf/images_per_s": rate, "perf/steps_per_s": steps_rate})
+            # Learning rates change only at epoch ends: logged at every flush (and after each
+            # change, see run()), the curve is exact without storing a constant at every step.
+            self.tracker.log_metrics(last_step, {"perf/images_per_s": rate, "perf/steps_per_s": steps_rate,
+                                                 **self.trainer.learning_rates()})
         self.last_values = {k: v for k, v in values.items() if k.startswith("loss") or k == "wasserstein_estimate"}
         self.progress.show(self.last_values, rate)
         self.tracker.flush()

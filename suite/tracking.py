@@ -227,12 +227,19 @@ class Tracker:
             self.client.set_tag(self.run_id, k, str(v))
 
     def log_metrics(self, step: int, values: dict[str, float], timestamp: int | None = None) -> None:
-        from mlflow.entities import Metric
-
         ts = timestamp or int(time.time() * 1000)
-        self._buffer.extend(Metric(k, float(v), ts, step) for k, v in values.items())
+        self._buffer.extend((k, float(v), ts, step) for k, v in values.items())
         if len(self._buffer) >= MAX_BUFFER:
             self.flush()
+
+    def start_writer(self) -> None:
+        """Start the background metric writer now (a training run does, so it is warm by the
+        first flush): a separate process for a local SQLite store, whose per-value ORM work
+        would otherwise hold this process's GIL, a thread for a tracking server."""
+        if self._writer is None:
+            mode = os.environ.get("SUITE_METRIC_WRITER") or (
+                "thread" if paths.tracking_uri().startswith(("http://", "https://")) else "process")
+            self._writer = _ProcessWriter(self.run_id) if mode == "process" else _Writer(self.client, self.run_id)
 
     def flush(self, wait: bool = False) -> None:
         """Hand buffered metrics to the background writer; `wait` until they are stored."""
@@ -240,7 +247,7 @@ class Tracker:
             self._writer = _Writer(self.client, self.run_id)
         while self._buffer:
             chunk, self._buffer = self._buffer[:MAX_BUFFER], self._buffer[MAX_BUFFER:]
-            self._writer.queue.put(chunk)
+            self._writer.put(chunk)
         if wait and self._writer is not None:
             self._writer.drain()
 
@@ -276,14 +283,19 @@ class _Writer(threading.Thread):
         self.error: Exception | None = None
         self.start()
 
+    def put(self, chunk: list[tuple]) -> None:
+        self.queue.put(chunk)
+
     def run(self) -> None:
+        from mlflow.entities import Metric
+
         while True:
             chunk = self.queue.get()
             try:
                 if chunk is None:
                     return
                 if self.error is None:
-                    self.client.log_batch(self.run_id, metrics=chunk)
+                    self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in chunk])
             except Exception as e:  # noqa: BLE001 - surfaced by drain()
                 self.error = e
             finally:
@@ -298,3 +310,41 @@ class _Writer(threading.Thread):
     def stop(self) -> None:
         self.queue.put(None)
         self.join(timeout=30)
+
+
+class _ProcessWriter:
+    """The same, in a helper process (`python -m suite.metric_writer`): the training process only
+    writes JSON lines into a pipe. A plain subprocess rather than multiprocessing, so scripts
+    that call the harness need no `if __name__ == "__main__"` guard."""
+
+    def __init__(self, run_id: str):
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", paths.tracking_uri(), run_id],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.closed = False
+
+    def put(self, chunk: list[tuple]) -> None:
+        self.proc.stdin.write(json.dumps(chunk) + "\n")
+
+    def drain(self) -> None:
+        try:
+            self.proc.stdin.write("drain\n")
+            self.proc.stdin.flush()
+            reply = self.proc.stdout.readline().strip()
+        except (BrokenPipeError, OSError):
+            reply = f"the metric writer process exited ({self.proc.poll()})"
+        if reply != "ok":
+            raise TrackingError(f"logging metrics to {paths.tracking_uri()} failed: {reply or 'no reply'}")
+
+    def stop(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

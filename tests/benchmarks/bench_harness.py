@@ -25,7 +25,7 @@ for fam, text in (("dcgan", "DCGAN 32x32 step"), ("wgan", "WGAN 32x32 generator 
 
 def session(fam: str):
     recipe, over = RECIPES[fam]
-    cfg = harness.resolve_config(recipe, over, max_steps=START[fam] + STEPS[fam] + 1000)
+    cfg = harness.resolve_config(recipe, over, max_steps=START[fam] + 10 * STEPS[fam])
     p = harness.prepare(recipe, cfg)
     trainer = harness.build_trainer(p)
     trainer.step = START[fam]
@@ -117,16 +117,18 @@ def bare(fam: str):
     return loop
 
 
-@pytest.mark.parametrize("fam", ["gan", "dcgan", "wgan"])
-def test_step_bare(benchmark, fam, suite_home):
-    loop = bare(fam)
-    loop()  # warm-up
-    benchmark.pedantic(loop, rounds=5, iterations=1)
-    record(f"step_{fam}", "baseline", benchmark)
+ORDER = [(fam, side) for fam in ("gan", "dcgan", "wgan") for side in ("bare", "harness")]
 
 
-@pytest.mark.parametrize("fam", ["gan", "dcgan", "wgan"])
-def test_step_harness(benchmark, fam, suite_home):
+@pytest.mark.parametrize("fam,side", ORDER, ids=[f"{f}-{s}" for f, s in ORDER])
+def test_step(benchmark, fam, side, suite_home):
+    """Each family's bare loop and harness run back to back (drift on a shared machine hits both)."""
+    if side == "bare":
+        loop = bare(fam)
+        loop()  # warm-up
+        benchmark.pedantic(loop, rounds=7, iterations=1)
+        record(f"step_{fam}", "baseline", benchmark)
+        return
     s = session(fam)
     s.run(until=s.trainer.step + 5)  # warm-up
 
@@ -135,7 +137,7 @@ def test_step_harness(benchmark, fam, suite_home):
         s.flush()
         s.tracker.flush(wait=True)  # the metrics are stored, not just queued
 
-    benchmark.pedantic(steps, rounds=5, iterations=1)
+    benchmark.pedantic(steps, rounds=7, iterations=1)
     record(f"step_{fam}", "ours", benchmark)
     s.tracker.finish()
     check(f"step_{fam}")

@@ -1,0 +1,36 @@
+"""Helper process of suite.tracking: reads metric batches (JSON lines) from stdin and logs them
+to one MLflow run, so the training process never does MLflow's per-value ORM work.
+
+    python -m suite.metric_writer TRACKING_URI RUN_ID    (started by suite.tracking)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(uri: str, run_id: str) -> int:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from suite.tracking import _quiet
+
+    _quiet()
+    client = MlflowClient(tracking_uri=uri)
+    error = None
+    for line in sys.stdin:
+        line = line.strip()
+        if line == "drain":
+            print("ok" if error is None else str(error).splitlines()[0][:200] or type(error).__name__, flush=True)
+            error = None
+        elif line and error is None:
+            try:
+                client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in json.loads(line)])
+            except Exception as e:  # noqa: BLE001 - reported at the next drain
+                error = e
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1], sys.argv[2]))
