@@ -48,10 +48,14 @@ class LeNet(nn.Module):
         return f, self.head(self.drop(f))
 
 
-def _key(name: str, loaded: data.Loaded) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps({"dataset": name, "arch": ARCH, "train": TRAIN}, sort_keys=True).encode())
-    h.update(loaded.train.x.numpy().tobytes())
+def _key(name: str, fingerprint: str) -> str:
+    """Every training setting and the identity of the local data copy (data.fingerprint)."""
+    spec = {"dataset": name, "arch": ARCH, "train": TRAIN, "data": fingerprint}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _content_fingerprint(loaded: data.Loaded) -> str:
+    h = hashlib.sha256(loaded.train.x.numpy().tobytes())
     h.update(loaded.train.y.numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -105,8 +109,11 @@ def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tup
     """The cached classifier of `name`, training it once if needed (data must be local)."""
     if name not in SUPPORTED:
         raise ConfigError(f"no domain classifier for '{name}'; supported: {', '.join(SUPPORTED)}")
-    loaded = loaded or data.load(name)
-    key = _key(name, loaded)
+    fp = data.fingerprint(name) if loaded is None else None
+    if fp is None:  # no cheap identity: hash the contents
+        loaded = loaded or data.load(name)
+        fp = _content_fingerprint(loaded)
+    key = _key(name, fp)
     path = cache_path(name, key)
     if path.exists():
         state = checkpoint.load(path)
@@ -117,7 +124,7 @@ def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tup
         return model.eval(), meta
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     log(f"training the {name} domain classifier once (cached in {path.parent})")
-    model, meta = train(name, loaded, log)
+    model, meta = train(name, loaded or data.load(name), log)
     meta["weights_hash"] = key
     checkpoint.save({"model": model.state_dict(), "meta": meta}, path)
     _log_to_mlflow(name, meta, path)

@@ -40,12 +40,14 @@ def mixture_modes(points: torch.Tensor, modes: torch.Tensor, std: float, sigmas:
     }
 
 
-def class_histogram(logits: torch.Tensor, data_labels: torch.Tensor, n_classes: int,
+def class_histogram(logits: torch.Tensor, data_counts: torch.Tensor, n_classes: int,
                     min_share: float = DEFAULTS["class_min_share"]) -> dict:
+    """data_counts: examples per class in the reference data."""
     probs = logits.float().softmax(1)
     pred = probs.argmax(1)
     hist = torch.bincount(pred, minlength=n_classes).float() / len(pred)
-    data_hist = torch.bincount(data_labels, minlength=n_classes).float() / len(data_labels)
+    counts = torch.zeros(n_classes).index_add_(0, torch.arange(len(data_counts)), data_counts.float())
+    data_hist = counts / counts.sum()
     covered = int((hist >= min_share * data_hist).sum())
     return {
         "modes_covered": covered,

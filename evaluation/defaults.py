@@ -23,7 +23,7 @@ DEFAULTS = {
 }
 
 # Version of the feature/statistics protocol: part of every cache key.
-PROTOCOL = "v1"
+PROTOCOL = "v2"
 
 
 def count(n: int) -> str:

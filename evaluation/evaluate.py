@@ -62,23 +62,34 @@ class Context:
 
     def __init__(self, dataset: str, options: Options | None = None):
         self.opt = options or Options()
-        spec = data.get_spec(dataset)
+        data.get_spec(dataset)
         self.base = "fashion_mnist" if dataset == "fashion_unpaired" else dataset
-        self.loaded = data.load(self.base, data_root=self.opt.data_root)
-        self.kind = spec.kind if dataset != "fashion_unpaired" else "image"
+        self.spec = data.get_spec(self.base)
+        self.kind = self.spec.kind
+        size = self.spec.native_size
+        self.shape = (2,) if self.kind == "points" else (self.spec.channels, size, size)
         name = self.opt.extractor or features.default_for(self.base)
         self.extractor = features.get(name, self.base, device=self.opt.device,
                                       inception_weights=self.opt.inception_weights)
         self.pixels = features.get("points" if self.kind == "points" else "pixels", self.base)
-        self.has_test = self.loaded.test is not None
+        self.has_test = self.spec.has_test
+        self._loaded: data.Loaded | None = None
         self._refs: dict = {}
+
+    @property
+    def loaded(self) -> data.Loaded:
+        """The dataset itself, loaded only when a cache misses or the figures need images."""
+        if self._loaded is None:
+            self._loaded = data.load(self.base, data_root=self.opt.data_root)
+        return self._loaded
 
     # -- cached reference pieces
     def ref(self, split: str, extractor=None, n: int | None = None) -> dict:
         extractor = extractor or self.extractor
         key = (split, extractor.name, n)
         if key not in self._refs:
-            self._refs[key] = stats.reference(self.loaded, split, extractor, n)
+            size = self.shape[-1] if self.kind != "points" else 0
+            self._refs[key] = stats.reference(self.base, size, split, extractor, lambda: self.loaded, n)
         return self._refs[key]
 
     def real_radii(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +105,7 @@ class Context:
         key = ("test_nn", space)
         if key not in self._refs:
             ext = self.pixels if space == "pixels" else self.extractor
-            self._refs[key] = stats.heldout_nn(self.loaded, ext, self.ref("test", ext), self.ref("train", ext))
+            self._refs[key] = stats.heldout_nn(self.base, ext, self.ref("test", ext), self.ref("train", ext))
         return self._refs[key]
 
     def names(self, n: int) -> dict[str, str]:
@@ -116,7 +127,7 @@ class Context:
     def evaluate(self, samples: torch.Tensor, full: bool = True) -> Result:
         """full=False (during training): FID, IS and the collapse check. full=True adds KID,
         precision/recall/density/coverage, the memorization checks and the figures."""
-        samples = check_samples(samples, self.kind, self.loaded.shape)
+        samples = check_samples(samples, self.kind, self.shape)
         n = len(samples)
         names = self.names(n)
         out = self.extractor(samples)
@@ -129,7 +140,8 @@ class Context:
         checks: dict[str, dict] = {}
         figs: dict = {}
         if self.kind == "points":
-            mc = collapse.mixture_modes(samples, self.loaded.meta["modes"], self.loaded.meta["std"])
+            modes, std = data.mixture_modes(self.base)
+            mc = collapse.mixture_modes(samples, modes, std)
             metrics[names["modes_covered"]] = mc["modes_covered"]
             metrics[names["mode_kl"]] = mc["kl_to_uniform"]
             metrics[metric_name("hq_share", n, "points", self.base)] = mc["high_quality_share"]
@@ -137,19 +149,19 @@ class Context:
             metrics.update({f"mode_share/{i:02d}": c / total for i, c in enumerate(mc["per_mode"])})
             checks["mode_collapse"] = mc
             if full:
-                figs["modes"] = mode_figure(mc, samples, self.loaded.meta["modes"])
+                figs["modes"] = mode_figure(mc, samples, modes)
         elif "logits" in out:
             metrics[names["is"]], metrics[names["is_std"]] = isc.inception_score(out["logits"])
             if self.extractor.name == "lenet":
                 n_classes = out["logits"].shape[1]
-                ch = collapse.class_histogram(out["logits"], self.loaded.train.y, n_classes)
+                ch = collapse.class_histogram(out["logits"], ref["class_counts"], n_classes)
                 metrics[names["modes_covered"]] = ch["modes_covered"]
                 metrics[names["mode_kl"]] = ch["kl_to_data"]
                 metrics[metric_name("confidence", n, "lenet", self.base)] = ch["mean_confidence"]
                 metrics.update({f"class_share/{i}": v for i, v in enumerate(ch["class_histogram"])})
                 checks["mode_collapse"] = ch
                 if full:
-                    figs["modes"] = class_figure(ch, self.loaded.meta.get("classes"))
+                    figs["modes"] = class_figure(ch, self.spec.classes)
         if "mode_collapse" not in checks:
             checks["mode_collapse"] = {"flagged": False, "modes_covered": None, "modes_total": None,
                                        "note": "no class labels for this extractor: not checked"}
@@ -193,7 +205,7 @@ class Context:
         figs = {}
         if self.kind != "points":
             train_imgs = stats.real_images(self.loaded, "train")
-            figs["nn_grid"] = nn_figure(samples, train_imgs, px_i, self.loaded.shape[-1])
+            figs["nn_grid"] = nn_figure(samples, train_imgs, px_i, self.shape[-1])
         return check, figs
 
 

@@ -26,14 +26,19 @@ def split_source(loaded: data.Loaded, split: str):
     return src
 
 
+def subset(total: int, n: int | None, seed: int = 0) -> torch.Tensor:
+    """The first n of a fixed permutation (everything when n is None)."""
+    if not n or n >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 def real_images(loaded: data.Loaded, split: str, n: int | None = None, seed: int = 0) -> torch.Tensor:
-    """The first n of a fixed permutation of a split (all of it when n is None), in [-1, 1]."""
+    """A fixed subset of a split (all of it when n is None), in [-1, 1]."""
     src = split_source(loaded, split)
     if isinstance(src, data.PairSource):
         src = src.a
-    total = len(src)
-    idx = torch.arange(total) if not n or n >= total else \
-        torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    idx = subset(len(src), n, seed)
     if isinstance(src, data.TensorSource):
         return src.x[idx]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(src, idx.tolist()), batch_size=100, num_workers=2)
@@ -46,29 +51,34 @@ def cache_key(dataset: str, split: str, extractor: Extractor, n: int | None, siz
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def reference(loaded: data.Loaded, split: str, extractor: Extractor, n: int | None = None) -> dict:
-    """{'features', 'logits'?, 'mu', 'sigma', 'n', 'key', 'cached'} for a split of real data."""
-    size = loaded.shape[-1] if len(loaded.shape) > 1 else 0
-    key = cache_key(loaded.name, split, extractor, n, size)
-    path = paths.cache_dir("stats") / f"{loaded.name}-{split}-{extractor.name}-{key}.pt"
+def reference(name: str, size: int, split: str, extractor: Extractor, load, n: int | None = None) -> dict:
+    """{'features', 'logits'?, 'mu', 'sigma', 'class_counts'?, 'n', 'key', 'cached'} for a split of
+    real data; `load()` returns the dataset and is called only when the cache misses."""
+    key = cache_key(name, split, extractor, n, size)
+    path = paths.cache_dir("stats") / f"{name}-{split}-{extractor.name}-{key}.pt"
     if path.exists():
         ref = checkpoint.load(path)
         ref["cached"] = True
         return ref
+    loaded = load()
     out = extractor(real_images(loaded, split, n))
     mu, sigma = fid.statistics(out["features"])
     ref = {**out, "mu": mu, "sigma": sigma, "n": len(out["features"]), "key": key}
+    src = split_source(loaded, split)
+    labels = getattr(src.a if isinstance(src, data.PairSource) else src, "y", None)
+    if labels is not None:
+        ref["class_counts"] = torch.bincount(labels[subset(len(labels), n)])
     checkpoint.save(ref, path)
     ref["cached"] = False
     return ref
 
 
-def heldout_nn(loaded: data.Loaded, extractor: Extractor, test: dict, train: dict) -> torch.Tensor:
+def heldout_nn(name: str, extractor: Extractor, test: dict, train: dict) -> torch.Tensor:
     """Distance of every held-out example to its nearest training example (the memorization
     baseline), cached under the two references' keys."""
     from evaluation.neighbours import knn
 
-    path = paths.cache_dir("stats") / f"{loaded.name}-heldout-nn-{extractor.name}-{test['key']}-{train['key']}.pt"
+    path = paths.cache_dir("stats") / f"{name}-heldout-nn-{extractor.name}-{test['key']}-{train['key']}.pt"
     if path.exists():
         return checkpoint.load(path)["d"]
     d, _ = knn(test["features"].flatten(1), train["features"].flatten(1), 1)

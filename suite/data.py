@@ -72,6 +72,7 @@ class DatasetSpec:
     load: Callable[..., Loaded]
     classes: tuple[str, ...] = ()
     channels: int = 1  # of one image (2: the coordinates of a point)
+    has_test: bool = True  # a held-out split exists (memorization checks need one)
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -163,28 +164,39 @@ def _find_file(folders: list[Path], stem: str) -> Path | None:
     return None
 
 
+def _idx_folders(folder_names: tuple[str, ...], system_dirs: tuple[str, ...], tv_class: str, data_root) -> list[Path]:
+    folders = []
+    for root in paths.data_roots(data_root):
+        folders += [root] + [root / f for f in folder_names] + [root / tv_class / "raw"]
+    folders += [Path(d) for d in system_dirs]
+    folders.append(paths.home() / "data" / tv_class / "raw")
+    return list(dict.fromkeys(folders))
+
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
 def _idx_loader(name: str, folder_names: tuple[str, ...], system_dirs: tuple[str, ...], tv_class: str,
                 classes: tuple[str, ...]):
     """Fashion-MNIST / MNIST: IDX files under --data-root, a Debian package, or torchvision."""
 
+    def files(data_root=None) -> dict[str, tuple[Path | None, Path | None]]:
+        folders = _idx_folders(folder_names, system_dirs, tv_class, data_root)
+        return {split: (_find_file(folders, img), _find_file(folders, lab)) for split, (img, lab) in IDX_FILES.items()}
+
     def load(data_root=None, download=False, **_) -> Loaded:
-        folders = []
-        for root in paths.data_roots(data_root):
-            folders += [root] + [root / f for f in folder_names] + [root / tv_class / "raw"]
-        folders += [Path(d) for d in system_dirs]
-        folders.append(paths.home() / "data" / tv_class / "raw")
-        if _find_file(folders, "train-images-idx3-ubyte") is None and download:
+        folders = _idx_folders(folder_names, system_dirs, tv_class, data_root)
+        if _find_file(folders, IDX_FILES["train"][0]) is None and download:
             import torchvision
 
             getattr(torchvision.datasets, tv_class)(str(paths.home() / "data"), download=True)
         splits = {}
-        for split, prefix in (("train", "train"), ("test", "t10k")):
-            img = _find_file(folders, f"{prefix}-images-idx3-ubyte")
-            lab = _find_file(folders, f"{prefix}-labels-idx1-ubyte")
+        for split, (img, lab) in files(data_root).items():
             if img is None or lab is None:
                 raise DatasetNotFound(
-                    f"dataset '{name}' not found: looked for {prefix}-images-idx3-ubyte[.gz] in "
-                    f"{', '.join(str(f) for f in dict.fromkeys(folders))}. {DATASETS[name].how_to_get}")
+                    f"dataset '{name}' not found: looked for {IDX_FILES[split][0]}[.gz] in "
+                    f"{', '.join(map(str, folders))}. {DATASETS[name].how_to_get}")
             x = torch.from_numpy(read_idx(img).copy()).unsqueeze(1)
             y = torch.from_numpy(read_idx(lab).astype(np.int64))
             if len(x) != len(y):
@@ -192,7 +204,27 @@ def _idx_loader(name: str, folder_names: tuple[str, ...], system_dirs: tuple[str
             splits[split] = TensorSource(to_unit_range(x), y)
         return Loaded(name, "image", splits["train"], splits["test"], (1, 28, 28), {"classes": classes})
 
+    load.files = files
     return load
+
+
+def fingerprint(name: str, data_root=None) -> str | None:
+    """A cheap identity of a dataset's local copy (file paths, sizes, times; or the package that
+    ships it) for cache keys, without decoding it. None when it cannot be told cheaply."""
+    spec = get_spec(name)
+    if name == "digits":
+        import sklearn
+
+        return f"sklearn-{sklearn.__version__}"
+    files = getattr(spec.load, "files", None)
+    if files is None:
+        return None
+    parts = []
+    for img, lab in files(data_root).values():
+        if img is None or lab is None:
+            return None
+        parts += [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in (img, lab)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -413,11 +445,11 @@ register(DatasetSpec("fashion_unpaired", "unpaired",
 register(DatasetSpec(
     "celeba", "image", "CelebA aligned faces (img_align_celeba), 202,599 images",
     f"Download img_align_celeba.zip (mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip it under DIR/celeba and {_ENV}; "
-    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba, channels=3))
+    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba, channels=3, has_test=False))
 register(DatasetSpec(
     "lsun_bedroom", "image", "LSUN bedrooms (lmdb or an image folder)",
     f"Fetch it with `python download.py -c bedroom` from github.com/fyu/lsun, unzip bedroom_train_lmdb under DIR and "
-    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3))
+    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3, has_test=False))
 register(DatasetSpec(
     "horse2zebra", "unpaired", "CycleGAN horse2zebra (trainA/trainB/testA/testB)",
     "Download efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip, unzip it under DIR and "

@@ -216,11 +216,16 @@ def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
     calls = []
     fn = ext.fn
     ext.fn = lambda x: (calls.append(len(x)), fn(x))[1]
-    first = stats.reference(fashion, "test", ext, n=1000)
-    again = stats.reference(fashion, "test", ext, n=1000)
-    assert again["cached"] and torch.equal(first["mu"], again["mu"])
+    first = stats.reference("fashion_mnist", 28, "test", ext, lambda: fashion, n=1000)
+
+    def must_not_load():
+        raise AssertionError("a cached reference must not load the dataset")
+
     n_calls = len(calls)
-    other = stats.reference(fashion, "test", ext, n=1200)  # another sample count: another entry
+    again = stats.reference("fashion_mnist", 28, "test", ext, must_not_load, n=1000)
+    assert again["cached"] and torch.equal(first["mu"], again["mu"]) and len(calls) == n_calls
+    assert again["class_counts"].sum() == 1000
+    other = stats.reference("fashion_mnist", 28, "test", ext, lambda: fashion, n=1200)  # another entry
     assert not other["cached"] and len(calls) > n_calls
     assert stats.cache_key("fashion_mnist", "test", ext, 1000, 28) != stats.cache_key("fashion_mnist", "test", ext,
                                                                                      1000, 32)
