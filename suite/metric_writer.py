@@ -7,7 +7,10 @@ to one MLflow run, so the training process never does MLflow's per-value ORM wor
 from __future__ import annotations
 
 import json
+import select
 import sys
+
+MAX_BATCH = 1000  # MLflow's log_batch limit
 
 
 def main(uri: str, run_id: str) -> int:
@@ -19,16 +22,31 @@ def main(uri: str, run_id: str) -> int:
     _quiet()
     client = MlflowClient(tracking_uri=uri)
     error = None
+    pending: list = []
+
+    def write():
+        nonlocal error, pending
+        while pending and error is None:
+            chunk, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
+            try:
+                client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in chunk])
+            except Exception as e:  # noqa: BLE001 - reported at the next drain
+                error = e
+        pending = []
+
     for line in sys.stdin:
         line = line.strip()
         if line == "drain":
+            write()
             print("ok" if error is None else str(error).splitlines()[0][:200] or type(error).__name__, flush=True)
             error = None
-        elif line and error is None:
-            try:
-                client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in json.loads(line)])
-            except Exception as e:  # noqa: BLE001 - reported at the next drain
-                error = e
+        elif line:
+            pending.extend(json.loads(line))
+            # Write when nothing more is waiting in the pipe: several flushes then share one
+            # log_batch (MLflow's per-call cost falls with batch size).
+            if len(pending) >= MAX_BATCH or not select.select([sys.stdin], [], [], 0)[0]:
+                write()
+    write()
     return 0
 
 

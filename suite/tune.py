@@ -301,18 +301,43 @@ def queue_slots(study, spec: StudySpec, cfg) -> None:
 
 
 def claim(study):
-    """Atomically take one queued trial (the storage refuses a second claimant), or None."""
+    """Atomically take one queued trial (a second claimant is refused), or None."""
     import optuna
     from optuna.trial import TrialState
 
-    storage = study._storage  # Study exposes no public handle; claiming needs the storage call
+    storage = study._storage  # Study exposes no public handle; claiming needs the storage
+    rdb = getattr(storage, "_backend", storage)
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, t._trial_id)
+            won = (_compare_and_set_running(rdb, t._trial_id) if hasattr(rdb, "engine")
+                   else storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING))
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
+        if won:
+            return optuna.Trial(study, t._trial_id)
     return None
+
+
+def _compare_and_set_running(rdb, trial_id: int) -> bool:
+    """WAITING -> RUNNING in one conditional UPDATE.
+
+    Optuna's set_trial_state_values reads with SELECT ... FOR UPDATE, which SQLite ignores: two
+    processes can both read WAITING and both "win" (seen in CI: one trial trained twice). A
+    single UPDATE ... WHERE state = 'WAITING' is atomic on SQLite, PostgreSQL and MySQL alike,
+    and the row count says who won.
+    """
+    from datetime import datetime, timezone
+
+    from optuna.storages._rdb.models import TrialModel
+    from optuna.trial import TrialState
+    from sqlalchemy import update
+
+    table = TrialModel.__table__
+    stmt = (update(table).where(table.c.trial_id == trial_id, table.c.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING,
+                    datetime_start=datetime.now(timezone.utc).replace(tzinfo=None)))  # Optuna stores naive UTC
+    with rdb.engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
 
 
 class Heartbeat:

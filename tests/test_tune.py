@@ -184,3 +184,33 @@ def test_two_hosts_share_a_postgres_study_and_an_mlflow_server(tmp_path, monkeyp
         parents = client.search_runs([client.get_run(parent_id).info.experiment_id], "tags.`suite.kind` = 'study'")
         assert [r.info.run_id for r in parents] == [parent_id]  # one parent, though two hosts joined
         assert "study/trials.csv" in {f.path for f in client.list_artifacts(parent_id, "study")}
+
+
+CLAIMER = """
+import json, sys, optuna
+from suite.tune import claim, open_storage
+study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1]))
+sys.stdin.readline()  # start together
+got = []
+while (t := claim(study)) is not None:
+    got.append(t._trial_id)
+print(json.dumps(got))
+"""
+
+
+def test_claiming_is_atomic_under_a_process_race(tmp_path):
+    # SQLite ignores SELECT ... FOR UPDATE; a claim that relies on it lets two processes take
+    # the same queued trial. Six processes race over 60 queued trials: each is taken exactly once.
+    storage = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(study_name="race", storage=storage)
+    for i in range(60):
+        study.enqueue_trial({}, user_attrs={"slot": i})
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, storage], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    time.sleep(3)  # all imported and waiting
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    claimed = [i for p in procs for i in json.loads(p.communicate(timeout=120)[0])]
+    assert sorted(claimed) == sorted(t._trial_id for t in study.get_trials(deepcopy=False))
+    assert all(t.state == TrialState.RUNNING and t.datetime_start is not None for t in study.get_trials())
