@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pickle
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ class Result:
         return {"metrics": self.metrics, "checks": self.checks, "primary": self.primary}
 
 
+def sample_format(dataset: str) -> tuple[str, str, tuple[int, ...]]:
+    """(reference dataset, kind, shape of one sample) — enough to validate samples before any
+    feature network is built or trained."""
+    data.get_spec(dataset)
+    base = "fashion_mnist" if dataset == "fashion_unpaired" else dataset
+    spec = data.get_spec(base)
+    size = spec.native_size
+    return base, spec.kind, (2,) if spec.kind == "points" else (spec.channels, size, size)
+
+
 class Context:
     """The reference side of one dataset under one extractor. `Context.shared` reuses one per
     process (a tuning worker evaluates many trials against the same reference)."""
@@ -62,12 +73,8 @@ class Context:
 
     def __init__(self, dataset: str, options: Options | None = None):
         self.opt = options or Options()
-        data.get_spec(dataset)
-        self.base = "fashion_mnist" if dataset == "fashion_unpaired" else dataset
+        self.base, self.kind, self.shape = sample_format(dataset)
         self.spec = data.get_spec(self.base)
-        self.kind = self.spec.kind
-        size = self.spec.native_size
-        self.shape = (2,) if self.kind == "points" else (self.spec.channels, size, size)
         name = self.opt.extractor or features.default_for(self.base)
         self.extractor = features.get(name, self.base, device=self.opt.device,
                                       inception_weights=self.opt.inception_weights)
@@ -278,6 +285,9 @@ def load_samples(path: str | Path) -> torch.Tensor:
             if not torch.is_tensor(obj):
                 raise DataError(f"{path} holds a {type(obj).__name__}, not a tensor of samples")
             return obj
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met a non-tensor object
+        raise DataError(f"{path} holds Python objects besides tensors; refused (loaded with weights_only=True; "
+                        "save a plain tensor or a .npy array)") from None
     except (ValueError, OSError, RuntimeError, EOFError) as e:
         raise DataError(f"cannot read samples from {path}: {str(e).splitlines()[0][:120]}") from None
     raise DataError(f"unsupported samples file {path.name}: use .npy, .pt or a folder of images")

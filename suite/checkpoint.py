@@ -30,9 +30,17 @@ def load(path: Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first})") from None
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():  # a pickle that would run code or build arbitrary objects
+            raise CheckpointError(f"checkpoint {path} holds Python objects besides tensors; refused "
+                                  "(checkpoints load with weights_only=True)") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(e)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(e)})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a suite checkpoint")
     return obj
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__

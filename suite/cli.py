@@ -93,12 +93,11 @@ def cmd_evaluate(args) -> int:
             raise ConfigError("--samples needs --dataset NAME (the reference data)")
         if args.run_id:
             raise ConfigError("give either RUN_ID or --samples FILE, not both")
-        from suite import data
-
-        data.get_spec(args.dataset)
+        _, kind, shape = evaluate.sample_format(args.dataset)
         samples = evaluate.load_samples(args.samples)
         if args.n:
             samples = samples[: args.n]
+        evaluate.check_samples(samples, kind, shape)  # before a feature network is built or trained
         opts = evaluate.Options(n=len(samples), extractor=args.extractor, device=args.device,
                                 data_root=args.data_root, inception_weights=args.inception_weights)
         result = evaluate.Context(args.dataset, opts).evaluate(samples, full=True)

@@ -171,7 +171,7 @@ class Tracker:
     @classmethod
     def create(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
                parent_run_id: str | None = None) -> Tracker:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         c = client()
         exp_id = experiment_id(c, experiment)

@@ -381,7 +381,6 @@ def fail_stale(study) -> None:
 
 
 def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
-    import optuna
     from optuna.trial import TrialState
 
     from evaluation.evaluate import training_evaluator

@@ -12,7 +12,7 @@ from evaluation import collapse, evaluate, features, fid, isc, kid, memorization
 from evaluation.defaults import metric_name
 from evaluation.neighbours import knn
 from suite import data
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import run_cli
 
 
 def correlated(n, d, seed, shift=0.0):
@@ -66,7 +66,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_matches_torchmetrics():
 
 
 def test_kid_is_near_zero_for_one_distribution_and_positive_across_two():
-    a1, a2, b = correlated(2000, 32, 4), correlated(2000, 32, 4) + 0, correlated(2000, 32, 5, shift=0.5)
+    a1, b = correlated(2000, 32, 4), correlated(2000, 32, 5, shift=0.5)
     same, _ = kid.kid(a1, a1[torch.randperm(2000)], subsets=20, subset_size=500)
     diff, _ = kid.kid(a1, b, subsets=20, subset_size=500)
     assert abs(same) < 0.02 < diff
@@ -245,29 +245,6 @@ def test_evaluate_samples_json(tmp_path, suite_home, fashion):
     mc, mem = out["checks"]["mode_collapse"], out["checks"]["memorization"]
     assert mc["flagged"] is False and mc["modes_covered"] == 10 and mc["modes_total"] == 10
     assert mem["flagged"] is False
-
-
-@pytest.mark.parametrize("content,needle", [
-    ("nan", "NaN"), ("shape", "N x H x W"), ("empty", "empty"), ("range", "[-1, 1]"), ("channels", "channels"),
-])
-def test_evaluate_rejects_malformed_samples_in_one_line(tmp_path, suite_home, content, needle):
-    arr = {"nan": np.full((10, 28, 28), np.nan, np.float32), "shape": np.zeros((10, 5), np.float32),
-           "empty": np.zeros((0, 28, 28), np.uint8), "range": np.full((10, 28, 28), 3.0, np.float32),
-           "channels": np.zeros((10, 3, 28, 28), np.float32)}[content]
-    path = tmp_path / "s.npy"
-    np.save(path, arr)
-    proc = run_cli("evaluate", "--samples", str(path), "--dataset", "fashion_mnist", "--json")
-    assert_one_line_error(proc, needle)
-    assert proc.stdout == ""
-
-
-def test_evaluate_rejects_unknown_dataset_and_empty_folder(tmp_path, suite_home):
-    np.save(tmp_path / "s.npy", np.zeros((4, 28, 28), np.uint8))
-    assert_one_line_error(run_cli("evaluate", "--samples", str(tmp_path / "s.npy"), "--dataset", "imagenet"),
-                          "unknown dataset 'imagenet'")
-    (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli("evaluate", "--samples", str(tmp_path / "empty"), "--dataset", "fashion_mnist"),
-                          "no images")
 
 
 def test_evaluate_image_folder(tmp_path, suite_home, fashion):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from evaluation.evaluate import training_evaluator
 from suite import harness
-from tests.helpers import ROOT, TINY_DC, assert_one_line_error, run_cli
+from tests.helpers import ROOT, TINY_DC, run_cli
 from tests.servers import render
 
 EVIL = "<script>alert(1)</script>"
@@ -101,20 +101,3 @@ def test_experiment_and_study_reports(runs, tmp_path):
     assert int(re.search(r'data-images-loaded="(\d+)"', dom).group(1)) >= 3
 
 
-@pytest.mark.parametrize("args,needle", [
-    ([], "report needs RUN_ID"),
-    (["0123456789abcdef"], "no run with id"),
-    (["--study", "nope"], "no study named 'nope'"),
-    (["--experiment", "nope"], "no experiment named 'nope'"),
-    (["0123", "--format", "pdf"], "--format must be html or md"),
-])
-def test_report_bad_input_is_one_line(suite_home, args, needle):
-    assert_one_line_error(run_cli("report", *args), needle)
-
-
-def test_report_to_an_unwritable_path_is_one_line(runs, tmp_path):
-    home, ids = runs
-    blocked = tmp_path / "ro"
-    blocked.write_text("a file, not a folder")
-    proc = run_cli("report", ids[0], "-o", str(blocked / "r.html"), env={"SUITE_HOME": str(home)})
-    assert_one_line_error(proc, "cannot write the report")

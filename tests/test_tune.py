@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import ROOT, assert_one_line_error, run_cli, sets
+from tests.helpers import ROOT, run_cli, sets
 
 # Tiny 2D-mixture GAN: a trial is a few seconds of training plus evaluations.
 RING = {"g_hidden": "32,32", "d_hidden": "32", "eval_n": 2000, "n_sample": 200}
@@ -139,18 +139,6 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_study_stays_consistent(sui
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(t.user_attrs["slot"] for t in done) == [0, 1, 2]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-
-
-@pytest.mark.parametrize("args,needle", [
-    (["--params", "lr"], "not a config field"),
-    (["--params", "lr_g:1e-3:1e-5"], "invalid range"),
-    (["--sampler", "grid"], "invalid choice"),
-    (["--trials", "0"], ">= 1"),
-])
-def test_tune_bad_input_is_one_line(suite_home, tmp_path, args, needle):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    proc = run_cli(*tune_args(storage, "bad", 2, *args), env=env_for(suite_home))
-    assert_one_line_error(proc, needle)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import sys
 
 import requests
 
-from tests.helpers import ROOT, TINY_DC, assert_one_line_error, run_cli, sets
+from tests.helpers import ROOT, TINY_DC, run_cli, sets
 from tests.servers import free_port, mlflow_server, wait_http
 
 
@@ -70,15 +70,3 @@ def _local_addresses() -> list[str]:
         return []
 
 
-def test_suite_ui_port_in_use_is_one_line(suite_home):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        assert_one_line_error(run_cli("ui", "--port", str(port)), f"port {port}", "in use")
-
-
-def test_unreachable_tracking_server_is_one_line(suite_home):
-    port = free_port()
-    proc = run_cli("run", "dcgan_digits", "--max-steps", "2", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
-    assert_one_line_error(proc, "unreachable")

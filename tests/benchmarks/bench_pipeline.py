@@ -6,9 +6,8 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
-from suite import data, harness
+from suite import harness
 from suite.tracking import Tracker
 from tests.benchmarks.conftest import EXTRA, check, goal, record
 

@@ -1,0 +1,226 @@
+"""Reliability: bad input on every command, concurrent writers, hostile checkpoints.
+
+Every bad-input case runs against one populated store and must leave it exactly as it was:
+one line on stderr, no traceback, a non-zero exit, no run left RUNNING, nothing logged changed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import ROOT, TINY_DC, assert_one_line_error, run_cli, sets
+from tests.servers import free_port
+
+TINY_RUN = ["--max-steps", "4", *sets({**TINY_DC, "sample_every": 2})]
+RING = sets({"g_hidden": "16", "d_hidden": "16", "eval_n": 500, "n_sample": 100})
+
+
+class Evil:
+    """Unpickling this runs a shell command: a checkpoint must never be loaded that way."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store with a finished run ('kept') and one whose checkpoints were later truncated
+    ('victim'), plus the files the cases read."""
+    tmp = tmp_path_factory.mktemp("reliability")
+    home = tmp / "suite_home"
+    env = {"SUITE_HOME": str(home), "HOME": str(tmp)}
+    ids = {}
+    for name in ("kept", "victim"):
+        proc = run_cli("run", "dcgan_digits", *TINY_RUN, "--set", "eval_every=0", env=env)
+        assert proc.returncode == 0, proc.stderr
+        ids[name] = proc.stdout.split()[-1]
+    from suite import paths
+
+    old = os.environ.get("SUITE_HOME")
+    os.environ["SUITE_HOME"] = str(home)
+    try:
+        for which in ("last", "best"):
+            path = paths.run_dir(ids["victim"]) / "checkpoints" / f"{which}.pt"
+            if path.is_file():
+                path.write_bytes(path.read_bytes()[:1000])
+    finally:
+        os.environ.pop("SUITE_HOME") if old is None else os.environ.__setitem__("SUITE_HOME", old)
+    files = tmp / "files"
+    files.mkdir()
+    np.save(files / "nan.npy", np.full((10, 28, 28), np.nan, np.float32))
+    np.save(files / "shape.npy", np.zeros((10, 5), np.float32))
+    np.save(files / "empty.npy", np.zeros((0, 28, 28), np.uint8))
+    np.save(files / "range.npy", np.full((10, 28, 28), 3.0, np.float32))
+    np.save(files / "rgb.npy", np.zeros((10, 3, 28, 28), np.float32))
+    np.save(files / "ok.npy", np.zeros((10, 28, 28), np.uint8))
+    torch.save({"samples": Evil()}, files / "evil.pt")
+    torch.save({"x": torch.zeros(3)}, files / "inception.pth")  # right format, wrong weights
+    (files / "empty_folder").mkdir()
+    (files / "empty_root").mkdir()
+    (files / "a_file").write_text("not a folder")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield {"home": home, "env": env, "kept": ids["kept"], "victim": ids["victim"], "files": files,
+               "busy": busy.getsockname()[1]}
+
+
+def snapshot(home):
+    """Everything logged: runs with status, params, tags, metric histories and artifact lists."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    out = {}
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id]):
+            rid = run.info.run_id
+            history = {k: [(m.step, m.value) for m in client.get_metric_history(rid, k)] for k in run.data.metrics}
+            arts, todo = [], [""]
+            while todo:
+                for f in client.list_artifacts(rid, todo.pop() or None):
+                    (todo.append(f.path) if f.is_dir else arts.append((f.path, f.file_size)))
+            out[rid] = (run.info.status, run.info.end_time, run.data.params, run.data.tags, history, sorted(arts))
+    return out
+
+
+# (command line, needles in the error line); {files}, {kept}, {victim}, {busy}, {free} are filled in.
+CASES = [
+    # run / show: recipes, datasets and config values
+    (["run", "no_such_recipe"], ["unknown recipe 'no_such_recipe'"]),
+    (["run", "wgan_lsn"], ["did you mean wgan_lsun"]),
+    (["show", "no_such_recipe"], ["unknown recipe"]),
+    (["show", "dcgan_fashion", "--set", "lr=1e-3"], ["unknown config key 'lr'", "lr_g"]),
+    (["show", "dcgan_fashion", "--set", "lr_g"], ["--set expects key=value"]),
+    (["show", "dcgan_fashion", "--set", "lr_g=-1e-4"], ["invalid lr_g"]),
+    (["run", "dcgan_fashion", "--set", "lr_d=0"], ["invalid lr_d"]),
+    (["show", "dcgan_fashion", "--set", "lr_d=nan"], ["invalid lr_d"]),
+    (["run", "wgan_fashion", "--set", "n_critic=0"], ["invalid n_critic=0"]),
+    (["show", "wgan_fashion", "--set", "clip_value=-0.01"], ["invalid clip_value"]),
+    (["run", "wgan_fashion", "--set", "clip_value=0"], ["invalid clip_value"]),
+    (["show", "wgan_fashion", "--set", "n_critic=five"], ["expected int"]),
+    (["show", "dcgan_fashion", "--set", "image_size=48"], ["power of two"]),
+    (["show", "dcgan_fashion", "--set", "batch_size=0"], ["invalid batch_size=0"]),
+    (["run", "dcgan_fashion", "--device", "cuda:0"], []),
+    (["run", "dcgan_fashion", "--device", "tpu"], ["--device"]),
+    (["run"], ["RECIPE"]),
+    (["run", "dcgan_fashion", "--max-steps", "ten"], ["invalid int value"]),
+    (["frobnicate"], ["invalid choice"]),
+    (["run", "dcgan_fashion", "--set", "dataset=imagenet"], ["unknown dataset 'imagenet'"]),
+    (["run", "dcgan_digits", "--set", "dataset=ring8"], ["2D points"]),
+    (["run", "wgan_lsun", "--data-root", "{files}/empty_root"], ["lsun_bedroom", "--data-root"]),
+    (["run", "cyclegan_horse2zebra", "--data-root", "{files}/empty_root"], ["horse2zebra"]),
+    # resume
+    (["run", "--resume", "0123456789abcdef"], ["no run with id"]),
+    (["run", "--resume", "{victim}", "--max-steps", "8"], ["corrupt or truncated"]),
+    # tracking store
+    (["run", "dcgan_digits", "--max-steps", "2", "@MLFLOW_TRACKING_URI=http://127.0.0.1:{free}"], ["unreachable"]),
+    # evaluate: samples, runs, feature extractors
+    (["evaluate", "--samples", "{files}/nan.npy", "--dataset", "fashion_mnist"], ["NaN"]),
+    (["evaluate", "--samples", "{files}/shape.npy", "--dataset", "fashion_mnist"], ["N x H x W"]),
+    (["evaluate", "--samples", "{files}/empty.npy", "--dataset", "fashion_mnist"], ["empty"]),
+    (["evaluate", "--samples", "{files}/range.npy", "--dataset", "fashion_mnist"], ["[-1, 1]"]),
+    (["evaluate", "--samples", "{files}/rgb.npy", "--dataset", "fashion_mnist"], ["channels"]),
+    (["evaluate", "--samples", "{files}/empty_folder", "--dataset", "fashion_mnist"], ["no images"]),
+    (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "imagenet"], ["unknown dataset 'imagenet'"]),
+    (["evaluate", "--samples", "{files}/evil.pt", "--dataset", "fashion_mnist"], ["refused", "weights_only"]),
+    (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "fashion_mnist", "--extractor", "inception",
+      "--inception-weights", "{files}/inception.pth"], ["is not the FID Inception-v3 weights file"]),
+    (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "fashion_mnist", "--extractor", "resnet"],
+     ["unknown feature extractor 'resnet'"]),
+    (["evaluate", "0123456789abcdef"], ["no run with id"]),
+    (["evaluate", "{victim}", "--checkpoint", "last"], ["corrupt or truncated"]),
+    (["evaluate", "{kept}", "--checkpoint", "newest"], ["--checkpoint must be best or last"]),
+    # tune
+    (["tune", "gan_ring8", "--trials", "2", "--max-steps", "20", "--params", "lr", "--storage",
+      "sqlite:///{files}/t.db", *RING], ["not a config field"]),
+    (["tune", "gan_ring8", "--trials", "2", "--max-steps", "20", "--params", "lr_g:1e-3:1e-5", "--storage",
+      "sqlite:///{files}/t.db", *RING], ["invalid range"]),
+    (["tune", "gan_ring8", "--trials", "0", "--max-steps", "20", "--storage", "sqlite:///{files}/t.db"], [">= 1"]),
+    (["tune", "gan_ring8", "--sampler", "grid"], ["invalid choice"]),
+    (["tune", "gan_ring8", "--trials", "2", "--max-steps", "20", "--storage", "postgresql://u@127.0.0.1:{free}/x"],
+     ["cannot open Optuna storage"]),
+    # report
+    (["report"], ["report needs RUN_ID"]),
+    (["report", "0123456789abcdef"], ["no run with id"]),
+    (["report", "--study", "nope"], ["no study named 'nope'"]),
+    (["report", "--experiment", "nope"], ["no experiment named 'nope'"]),
+    (["report", "{kept}", "--format", "pdf"], ["--format must be html or md"]),
+    (["report", "{kept}", "-o", "{files}/a_file/r.html"], ["cannot write the report"]),
+    # ui
+    (["ui", "--port", "{busy}"], ["port {busy}", "in use"]),
+    (["ui", "--port", "99999"], ["--port"]),
+]
+
+
+def case_id(case):
+    args = case[0]
+    return "-".join(a.replace("{", "").replace("}", "").split("/")[-1][:24] for a in args[:4]) or "empty"
+
+
+@pytest.mark.parametrize("args,needles", CASES, ids=[case_id(c) for c in CASES])
+def test_bad_input_is_one_line_and_leaves_the_store_alone(store, args, needles):
+    if "cuda:0" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA, so --device cuda is valid input here")
+    fill = {"files": store["files"], "kept": store["kept"], "victim": store["victim"], "busy": store["busy"],
+            "free": free_port()}
+    env = dict(store["env"])
+    argv = []
+    for a in args:
+        a = a.format(**fill)
+        if a.startswith("@"):
+            key, value = a[1:].split("=", 1)
+            env[key] = value
+        else:
+            argv.append(a)
+    before = snapshot(store["home"])
+    proc = run_cli(*argv, env=env, cwd=store["files"])
+    assert_one_line_error(proc, *[n.format(**fill) for n in needles])
+    after = snapshot(store["home"])
+    assert after == before
+    assert not [rid for rid, (status, *_) in after.items() if status == "RUNNING"]
+    assert not (store["files"] / "PWNED").exists()
+
+
+def test_two_runs_and_an_evaluation_share_one_store_at_once(suite_home, mlflow_client, tmp_path):
+    """Two training processes and an evaluation of a third run write to one SQLite store at
+    the same time; every run finishes with every step's metrics, nothing is lost."""
+    env = {"SUITE_HOME": str(suite_home)}
+    first = run_cli("run", "dcgan_digits", "--max-steps", "30", *sets({**TINY_DC, "eval_every": 0}), env=env)
+    assert first.returncode == 0, first.stderr
+    evaluated = first.stdout.split()[-1]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    cmds = [["run", "dcgan_digits", "--max-steps", "60", "--seed", str(s), *sets({**TINY_DC, "eval_every": 0})]
+            for s in (1, 2)] + [["evaluate", evaluated, "--checkpoint", "last", "--n", "500", "--json"]]
+    procs = [subprocess.Popen([sys.executable, "-m", "suite", *c], env=full_env, cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in cmds]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-500:] for o in outs]
+    for out in outs[:2]:
+        run = mlflow_client.get_run(out[0].split()[-1])
+        assert run.info.status == "FINISHED"
+        for key in ("loss/d", "loss/g", "d_real", "d_fake"):
+            steps = [m.step for m in mlflow_client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == list(range(1, 61)), key  # every step exactly once
+    evaluated_run = mlflow_client.get_run(evaluated)
+    assert evaluated_run.info.status == "FINISHED"
+    fid_keys = [k for k in evaluated_run.data.metrics if k.startswith("fid")]
+    assert fid_keys and all(np.isfinite(evaluated_run.data.metrics[k]) for k in fid_keys)
+
+
+def test_a_pickled_payload_in_a_checkpoint_is_refused_not_run(tmp_path, monkeypatch):
+    from suite import checkpoint
+    from suite.errors import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"trainer": Evil()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load(path)
+    assert not (tmp_path / "PWNED").exists()
