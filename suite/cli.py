@@ -166,6 +166,26 @@ def cmd_ui(args) -> int:
     return ui.serve(args.host, args.port)
 
 
+def cmd_bench(args) -> int:
+    """pytest-benchmark over tests/benchmarks; the session ends with the table of ratios and
+    saves its JSON under .benchmarks/ (compare two commits with --compare)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "tests" / "benchmarks").is_dir():
+        raise ConfigError(f"no tests/benchmarks under {root}: benchmarks run from a source checkout of the suite")
+    cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "-o", "python_files=bench_*.py", "--benchmark-only",
+           "--benchmark-autosave", "--benchmark-columns=min,median,rounds", "-p", "no:cacheprovider"]
+    if args.k:
+        cmd += ["-k", args.k]
+    if args.compare is not None:
+        cmd.append("--benchmark-compare" + (f"={args.compare}" if args.compare else ""))
+    code = subprocess.call(cmd, cwd=root)
+    print(f"ratios: {root / '.benchmarks' / 'ratios.json'}; pytest-benchmark JSON: {root / '.benchmarks'}")
+    return code
+
+
 def _evaluator_factory():
     try:
         from evaluation.evaluate import training_evaluator
@@ -248,6 +268,12 @@ def build_parser() -> Parser:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=5000)
     s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("bench", help="speed benchmarks: ratios against baselines timed in the same run")
+    s.add_argument("-k", help="only the benchmarks matching this pytest -k expression")
+    s.add_argument("--compare", nargs="?", const="", metavar="RUN",
+                   help="compare with a saved benchmark run (default: the latest)")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("_tune-worker")  # internal: one worker process of `tune --workers K`
     s.add_argument("spec")

@@ -51,6 +51,7 @@ def check(name: str) -> float:
     return value
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table: the ratios are the answer
 def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
@@ -67,6 +68,9 @@ def pytest_terminal_summary(terminalreporter):
                      "note": EXTRA.get(name, "")})
     tr = terminalreporter
     tr.section("benchmark ratios (same run)")
+    if not rows:
+        tr.write_line("no complete pair ran (select both sides of a comparison with -k)")
+        return
     width = max(len(r["what"]) for r in rows)
     for r in rows:
         verdict = "reported" if r["met"] is None else ("met" if r["met"] else "MISSED")
