@@ -204,6 +204,15 @@ class BCEGANMixin:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
 
+    def use_adam(self, G: nn.Module, D: nn.Module) -> None:
+        """Adam for both networks with the recipe's learning rates and betas."""
+        self.G, self.D = G, D
+        betas = (self.cfg.beta1, self.cfg.beta2)
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=self.cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=self.cfg.lr_d, betas=betas)
+        self.modules = {"G": G, "D": D}
+        self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor):
         out_real = self.D(real)
         out_fake = self.D(fake.detach())

@@ -81,13 +81,8 @@ class CNNGANTrainer(BCEGANMixin, Trainer):
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
         channels = info.shape[0]
-        self.G = Generator(cfg.nz, channels, cfg.output_activation == "tanh").to(self.device)
-        self.D = Discriminator(channels).to(self.device)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
-        self.modules = {"G": self.G, "D": self.D}
-        self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+        self.use_adam(Generator(cfg.nz, channels, cfg.output_activation == "tanh").to(self.device),
+                      Discriminator(channels).to(self.device))
 
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, generator=generator).to(self.device)

@@ -110,12 +110,7 @@ def build_networks(cfg, info: DataInfo, device) -> tuple[Generator, Discriminato
 class DCGANTrainer(BCEGANMixin, Trainer):
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
-        self.G, self.D = build_networks(cfg, info, self.device)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
-        self.modules = {"G": self.G, "D": self.D}
-        self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+        self.use_adam(*build_networks(cfg, info, self.device))
 
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, 1, 1, generator=generator).to(self.device)

@@ -82,13 +82,8 @@ class GANTrainer(BCEGANMixin, Trainer):
         super().__init__(cfg, info, device)
         self.kind = "points" if info.kind == "points" else "image"
         tanh = cfg.output_activation == "tanh"
-        self.G = Generator(cfg.nz, cfg.g_hidden, info.shape, tanh).to(self.device)
-        self.D = Discriminator(cfg.d_hidden, info.shape).to(self.device)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
-        self.modules = {"G": self.G, "D": self.D}
-        self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+        self.use_adam(Generator(cfg.nz, cfg.g_hidden, info.shape, tanh).to(self.device),
+                      Discriminator(cfg.d_hidden, info.shape).to(self.device))
 
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, generator=generator).to(self.device)

@@ -272,25 +272,23 @@ def comparison(runs) -> list[Section]:
 def report_runs(run_ids: list[str], latent_figures: bool = True) -> Document:
     runs = [tracking.get_run(r) for r in run_ids]
     title = (f"Run {runs[0].info.run_name}" if len(runs) == 1 else f"{len(runs)} runs compared")
-    doc = Document(title, _subtitle(runs))
-    with tempfile.TemporaryDirectory() as tmp:
-        if len(runs) > 1:
-            for s in comparison(runs):
-                doc.add(s)
-        for r in runs:
-            for s in run_sections(r, Path(tmp), latent_figures):
-                doc.add(s)
-    return doc
+    return _runs_document(title, runs, latent_figures)
 
 
 def report_experiment(name: str, latent_figures: bool = False) -> Document:
     runs = [r for r in tracking.experiment_runs(name) if r.data.tags.get("suite.kind") != "study"]
     if not runs:
         raise ConfigError(f"experiment '{name}' has no runs")
-    doc = Document(f"Experiment {name}", _subtitle(runs))
+    return _runs_document(f"Experiment {name}", runs, latent_figures)
+
+
+def _runs_document(title: str, runs: list, latent_figures: bool) -> Document:
+    """The comparison table (two runs or more), then each run's own sections."""
+    doc = Document(title, _subtitle(runs))
     with tempfile.TemporaryDirectory() as tmp:
-        for s in comparison(runs):
-            doc.add(s)
+        if len(runs) > 1:
+            for s in comparison(runs):
+                doc.add(s)
         for r in runs:
             for s in run_sections(r, Path(tmp), latent_figures):
                 doc.add(s)

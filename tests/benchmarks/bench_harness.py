@@ -51,9 +51,11 @@ def bare(fam: str):
         pos[0] += 1
         return x[perm[i * bs:(i + 1) * bs]]
 
-    def dcgan_step():
+    def bce_step(z_shape, same_fakes: bool):
+        """DCGAN reuses one batch of fakes for both updates; the MLP GAN draws fresh noise."""
         real = batch()
-        fake = G(torch.randn(bs, nz, 1, 1))
+        with torch.set_grad_enabled(same_fakes):
+            fake = G(torch.randn(bs, *z_shape))
         opt_d.zero_grad()
         out_r, out_f = D(real), D(fake.detach())
         loss_d = F.binary_cross_entropy_with_logits(out_r, torch.ones_like(out_r)) + \
@@ -62,24 +64,7 @@ def bare(fam: str):
         opt_d.step()
         D.requires_grad_(False)
         opt_g.zero_grad()
-        out = D(fake)
-        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
-        opt_g.step()
-        D.requires_grad_(True)
-
-    def gan_step():
-        real = batch()
-        with torch.no_grad():
-            fake = G(torch.randn(bs, nz))
-        opt_d.zero_grad()
-        out_r, out_f = D(real), D(fake)
-        loss_d = F.binary_cross_entropy_with_logits(out_r, torch.ones_like(out_r)) + \
-            F.binary_cross_entropy_with_logits(out_f, torch.zeros_like(out_f))
-        loss_d.backward()
-        opt_d.step()
-        D.requires_grad_(False)
-        opt_g.zero_grad()
-        out = D(G(torch.randn(bs, nz)))
+        out = D(fake if same_fakes else G(torch.randn(bs, *z_shape)))
         F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
         opt_g.step()
         D.requires_grad_(True)
@@ -110,9 +95,9 @@ def bare(fam: str):
             if fam == "wgan":
                 wgan_step(START[fam] + i)
             elif fam == "dcgan":
-                dcgan_step()
+                bce_step((nz, 1, 1), same_fakes=True)
             else:
-                gan_step()
+                bce_step((nz,), same_fakes=False)
 
     return loop
 
