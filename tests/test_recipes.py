@@ -91,6 +91,7 @@ def test_cyclegan_defaults_match_the_paper():
     assert rf == 70
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no training here
 def test_cyclegan_lr_is_constant_then_linear_to_zero():
     cfg = cyclegan.Config(image_size=32, load_size=32, ngf=4, ndf=4, epochs=10, decay_start_epoch=5)
     t = cyclegan.CycleGANTrainer(cfg, info((1, 32, 32), "unpaired"), "cpu")
