@@ -179,7 +179,7 @@ def verdicts(checks: dict) -> list[tuple[str, bool]]:
     mem = checks.get("memorization")
     if mem and "pixels" in mem:
         px, ft = mem["pixels"], mem["features"]
-        detail = (f"{px['near_copy_share']:.1%} of samples are near copies in pixel space and {ft['near_copy_share']:.1%} "
+        detail = (f"{px['near_copy_share']:.2%} of samples are near copies in pixel space and {ft['near_copy_share']:.2%} "
                   f"in feature space (closer to a training image than 99 % of held-out images are); median "
                   f"distance to the nearest training image is {px['nn_ratio']:.2f}x that of held-out images; "
                   f"C_T = {mem['ct']:.2f} (data copying would be below {mem['ct_flag']})")

@@ -57,16 +57,17 @@ def curves(series: dict[str, Series], title: str, ylabel: str, xlabel: str = "ge
                     textcoords="offset points", fontsize=8, color="0.3")
     for label, value in (hlines or {}).items():
         ax.axhline(value, color="tab:red", ls=":", lw=1)
-        ax.annotate(label, (0, value), xycoords=("axes fraction", "data"), xytext=(4, 3),
-                    textcoords="offset points", fontsize=8, color="tab:red")
+        ax.annotate(label, (1, value), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                    textcoords="offset points", fontsize=8, color="tab:red", ha="right")
     if logy:
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if any(series.values()):
-        ax.legend(fontsize=7, loc="best")
+    if any(series.values()):  # below the axes: curves spanning the whole plot are never hidden
+        n = sum(1 for v in series.values() if v)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(n, 4), frameon=False)
     try:
         return figure_to_array(fig)
     finally:
