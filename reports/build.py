@@ -219,6 +219,14 @@ def latent_section(run_id: str, tmp: Path) -> Section | None:
 # --------------------------------------------------------------------------- several runs
 
 
+def _short_number(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return f"{number:.4g}" if any(ch in str(value) for ch in ".e") else value
+
+
 def comparison(runs) -> list[Section]:
     """A sortable table of params and best/last metrics (pandas from mlflow.search_runs) and
     overlaid curves; the best run by its primary metric is marked."""
@@ -234,6 +242,8 @@ def comparison(runs) -> list[Section]:
     metric_cols = [c for c in (f"metrics.{primary}" if primary else None, "metrics.loss/g", "metrics.loss/d",
                                "metrics.wasserstein_estimate") if c and c in df]
     table = df[cols + metric_cols].copy()
+    for c in shown_params:  # MLflow keeps params as the strings Python printed: 0.00022947357329194948
+        table[c] = table[c].map(_short_number)
     best_values = {}
     lower_better = True
     if primary:
@@ -328,9 +338,12 @@ def report_study(name: str) -> tuple[Document, str]:
             import pandas as pd
 
             df = pd.read_csv(csv)
-            keep = [c for c in df.columns if c in ("number", "value", "state", "duration") or c.startswith("params_")
-                    or c in ("user_attrs_slot", "user_attrs_reason")]
-            df = df[keep]
+            if "duration" in df:  # pandas writes timedeltas as '0 days 00:01:41.2'
+                df["duration"] = pd.to_timedelta(df["duration"]).dt.total_seconds().map(
+                    lambda v: None if np.isnan(v) else f"{v:.0f} s")
+            params = [c for c in df.columns if c.startswith("params_")]
+            keep = ["number", "state", "value", *params, "user_attrs_slot", "duration", "user_attrs_reason"]
+            df = df[[c for c in keep if c in df.columns]]  # the long free-text reason last
             best = df["value"].idxmin() if summary.get("direction", "minimize") == "minimize" else df["value"].idxmax()
             rows = [[None if (isinstance(v, float) and np.isnan(v)) else v for v in r] for r in df.values.tolist()]
             top.add(Table([c.replace("params_", "").replace("user_attrs_", "") for c in df.columns], rows,

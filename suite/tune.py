@@ -526,7 +526,7 @@ def study_plots(study) -> dict:
                 print(f"note: {name} plot skipped ({str(e).splitlines()[0][:100]})", file=sys.stderr)
                 continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flatten()[0].figure
-        fig.set_size_inches(7, 4.5)
+        fig.set_size_inches(9.5 if name == "parallel_coordinate" else 7, 4.5)  # one axis per parameter
         out[name] = figure_to_array(fig)
         plt.close(fig)
     return out
