@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -378,6 +379,18 @@ def write(doc: Document, out: Path, fmt: str) -> Path:
     return out
 
 
+def _check_writable(target: Path) -> None:
+    """The report could be written there: an existing writable file, or a writable folder as its
+    nearest existing ancestor. Bad input must leave nothing behind, not even an empty file."""
+    if target.exists():
+        ok, why = target.is_file() and os.access(target, os.W_OK), "not a writable file"
+    else:
+        folder = next(p for p in target.absolute().parents if p.exists())
+        ok, why = folder.is_dir() and os.access(folder, os.W_OK), f"{folder} is not a writable folder"
+    if not ok:
+        raise ConfigError(f"cannot write the report to {target}: {why}")
+
+
 def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True) -> Path:
     chosen = sum(bool(x) for x in (run_ids, experiment, study))
     if chosen != 1:
@@ -385,12 +398,7 @@ def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True
     if fmt not in ("html", "md"):
         raise ConfigError(f"--format must be html or md, got '{fmt}'")
     target = Path(out or f"report.{fmt}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "a"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"cannot write the report to {target}: {e.strerror}") from None
+    _check_writable(target)  # before minutes of report building; creates nothing
     owner = None
     if study:
         doc, owner = report_study(study)
@@ -399,7 +407,10 @@ def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True
     else:
         doc = report_runs(run_ids)
         owner = run_ids[0] if len(run_ids) == 1 else None
-    path = write(doc, target, fmt)
+    try:
+        path = write(doc, target, fmt)
+    except OSError as e:
+        raise ConfigError(f"cannot write the report to {target}: {e.strerror}") from None
     if log and owner and fmt == "html":
         tracking.Tracker(owner).log_text(path.read_text(), "report/index.html")
     print(f"report written to {path}", file=sys.stderr)

@@ -43,15 +43,12 @@ def store(tmp_path_factory):
         ids[name] = proc.stdout.split()[-1]
     from suite import paths
 
-    old = os.environ.get("SUITE_HOME")
-    os.environ["SUITE_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SUITE_HOME", str(home))
         for which in ("last", "best"):
             path = paths.run_dir(ids["victim"]) / "checkpoints" / f"{which}.pt"
             if path.is_file():
                 path.write_bytes(path.read_bytes()[:1000])
-    finally:
-        os.environ.pop("SUITE_HOME") if old is None else os.environ.__setitem__("SUITE_HOME", old)
     files = tmp / "files"
     files.mkdir()
     np.save(files / "nan.npy", np.full((10, 28, 28), np.nan, np.float32))
@@ -179,11 +176,12 @@ def test_bad_input_is_one_line_and_leaves_the_store_alone(store, args, needles):
             env[key] = value
         else:
             argv.append(a)
-    before = snapshot(store["home"])
+    before, files_before = snapshot(store["home"]), sorted(store["files"].rglob("*"))
     proc = run_cli(*argv, env=env, cwd=store["files"])
     assert_one_line_error(proc, *[n.format(**fill) for n in needles])
     after = snapshot(store["home"])
     assert after == before
+    assert sorted(store["files"].rglob("*")) == files_before  # nothing left behind (e.g. an empty report)
     assert not [rid for rid, (status, *_) in after.items() if status == "RUNNING"]
     assert not (store["files"] / "PWNED").exists()
 
