@@ -24,7 +24,7 @@ import torch
 from evaluation import collapse, features, fid, isc, kid, memorization, prdc, stats
 from evaluation.defaults import DEFAULTS, metric_name
 from evaluation.neighbours import kth_radius
-from suite import data, images
+from suite import checkpoint, data, images
 from suite.errors import ConfigError, DataError
 
 
@@ -285,10 +285,10 @@ def load_samples(path: str | Path) -> torch.Tensor:
             if not torch.is_tensor(obj):
                 raise DataError(f"{path} holds a {type(obj).__name__}, not a tensor of samples")
             return obj
-    except pickle.UnpicklingError:  # torch.load(weights_only=True) met a non-tensor object
-        raise DataError(f"{path} holds Python objects besides tensors; refused (loaded with weights_only=True; "
-                        "save a plain tensor or a .npy array)") from None
-    except (ValueError, OSError, RuntimeError, EOFError) as e:
+    except (ValueError, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        if checkpoint.refused_pickle(e):
+            raise DataError(f"{path} holds Python objects besides tensors; refused (loaded with weights_only=True; "
+                            "save a plain tensor or a .npy array)") from None
         raise DataError(f"cannot read samples from {path}: {str(e).splitlines()[0][:120]}") from None
     raise DataError(f"unsupported samples file {path.name}: use .npy, .pt or a folder of images")
 
@@ -419,7 +419,7 @@ def training_evaluator(p):
     n = p.cfg.eval_n or DEFAULTS["n"]
     opts = Options(n=n, device=str(p.device), data_root=p.data_root)
     try:
-        base = "fashion_mnist" if p.cfg.dataset == "fashion_unpaired" else p.cfg.dataset
+        base, _, _ = sample_format(p.cfg.dataset)
         if features.default_for(base) == "inception":
             features.inception_weights_path()  # before loading a large dataset for nothing
         if p.loaded.kind == "unpaired":
@@ -447,7 +447,7 @@ def log_result(tracker, result: Result, step: int, tag: str) -> None:
 def evaluate_run(run_id: str, which: str = "best", n: int | None = None, device: str = "cpu") -> dict:
     """Evaluate a finished run's best or last checkpoint and log the result to that run."""
     from recipes import registry
-    from suite import checkpoint, harness, paths
+    from suite import harness, paths
     from suite.errors import CheckpointError
     from suite.tracking import Tracker
 

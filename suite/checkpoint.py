@@ -30,16 +30,19 @@ def load(path: Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():  # a pickle that would run code or build arbitrary objects
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        if refused_pickle(e):
             raise CheckpointError(f"checkpoint {path} holds Python objects besides tensors; refused "
                                   "(checkpoints load with weights_only=True)") from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_first_line(e)})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a suite checkpoint")
     return obj
+
+
+def refused_pickle(e: Exception) -> bool:
+    """torch.load(weights_only=True) met objects it will not build (a pickle that could run code)."""
+    return isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower()
 
 
 def _first_line(e: Exception) -> str:

@@ -177,22 +177,28 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
+def _split_files(folders: list[Path]) -> dict[str, tuple[Path | None, Path | None]]:
+    """(images, labels) file of each split, None where absent."""
+    return {split: (_find_file(folders, img), _find_file(folders, lab)) for split, (img, lab) in IDX_FILES.items()}
+
+
 def _idx_loader(name: str, folder_names: tuple[str, ...], system_dirs: tuple[str, ...], tv_class: str,
                 classes: tuple[str, ...]):
     """Fashion-MNIST / MNIST: IDX files under --data-root, a Debian package, or torchvision."""
 
     def files(data_root=None) -> dict[str, tuple[Path | None, Path | None]]:
-        folders = _idx_folders(folder_names, system_dirs, tv_class, data_root)
-        return {split: (_find_file(folders, img), _find_file(folders, lab)) for split, (img, lab) in IDX_FILES.items()}
+        return _split_files(_idx_folders(folder_names, system_dirs, tv_class, data_root))
 
     def load(data_root=None, download=False, **_) -> Loaded:
         folders = _idx_folders(folder_names, system_dirs, tv_class, data_root)
-        if _find_file(folders, IDX_FILES["train"][0]) is None and download:
+        found = _split_files(folders)
+        if found["train"][0] is None and download:
             import torchvision
 
             getattr(torchvision.datasets, tv_class)(str(paths.home() / "data"), download=True)
+            found = _split_files(folders)
         splits = {}
-        for split, (img, lab) in files(data_root).items():
+        for split, (img, lab) in found.items():
             if img is None or lab is None:
                 raise DatasetNotFound(
                     f"dataset '{name}' not found: looked for {IDX_FILES[split][0]}[.gz] in "

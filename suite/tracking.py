@@ -1,7 +1,8 @@
 """The only module that talks to MLflow.
 
 One experiment per recipe; params = the flattened config; tags `suite.*`; metrics buffered and
-sent in batches by a background thread so logging never dominates a training step.
+sent in batches by a background writer (a helper process for a local SQLite store, a thread for
+a tracking server) so logging never dominates a training step.
 """
 
 from __future__ import annotations
@@ -271,6 +272,10 @@ class Tracker:
             self.client.set_terminated(self.run_id, status=status)
 
 
+def _write_failed(why: str) -> TrackingError:
+    return TrackingError(f"logging metrics to {paths.tracking_uri()} failed: {why}")
+
+
 class _Writer(threading.Thread):
     """Sends metric batches from a background thread so a training step never waits on the
     store. Written instead of MLflow's async logging (log_batch(synchronous=False)) because
@@ -305,7 +310,7 @@ class _Writer(threading.Thread):
         self.queue.join()
         if self.error is not None:
             error, self.error = self.error, None
-            raise TrackingError(f"logging metrics to {paths.tracking_uri()} failed: {str(error).splitlines()[0][:200]}")
+            raise _write_failed(str(error).splitlines()[0][:200])
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -325,7 +330,10 @@ class _ProcessWriter:
         self.closed = False
 
     def put(self, chunk: list[tuple]) -> None:
-        self.proc.stdin.write(json.dumps(chunk) + "\n")
+        try:
+            self.proc.stdin.write(json.dumps(chunk) + "\n")
+        except (BrokenPipeError, OSError):
+            pass  # the writer died: drain() reports it in one line
 
     def drain(self) -> None:
         try:
@@ -335,7 +343,7 @@ class _ProcessWriter:
         except (BrokenPipeError, OSError):
             reply = f"the metric writer process exited ({self.proc.poll()})"
         if reply != "ok":
-            raise TrackingError(f"logging metrics to {paths.tracking_uri()} failed: {reply or 'no reply'}")
+            raise _write_failed(reply or "no reply")
 
     def stop(self) -> None:
         if not self.closed:

@@ -20,21 +20,15 @@ EVIL = "<script>alert(1)</script>"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two short dcgan_digits runs with evaluation; one has a hostile name."""
-    import os
-
     home = tmp_path_factory.mktemp("reports_home")
-    old = os.environ.get("SUITE_HOME")
-    os.environ["SUITE_HOME"] = str(home)
-    ids = []
-    for seed, name in ((0, "digits-seed0"), (1, EVIL)):
-        req = harness.RunRequest(recipe="dcgan_digits", max_steps=30, seed=seed, progress=False, run_name=name,
-                                 overrides={**TINY_DC, "eval_every": 10, "eval_n": 500, "sample_every": 10})
-        ids.append(harness.train(req, evaluator_factory=training_evaluator))
-    yield home, ids
-    if old is None:
-        os.environ.pop("SUITE_HOME", None)
-    else:
-        os.environ["SUITE_HOME"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SUITE_HOME", str(home))
+        ids = []
+        for seed, name in ((0, "digits-seed0"), (1, EVIL)):
+            req = harness.RunRequest(recipe="dcgan_digits", max_steps=30, seed=seed, progress=False, run_name=name,
+                                     overrides={**TINY_DC, "eval_every": 10, "eval_n": 500, "sample_every": 10})
+            ids.append(harness.train(req, evaluator_factory=training_evaluator))
+        yield home, ids
 
 
 def test_run_comparison_report_renders_in_chromium(runs, tmp_path):

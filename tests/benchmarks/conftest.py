@@ -78,10 +78,3 @@ def pytest_terminal_summary(terminalreporter):
     out = Path(".benchmarks")
     out.mkdir(exist_ok=True)
     (out / "ratios.json").write_text(json.dumps(rows, indent=2))
-
-
-@pytest.fixture
-def suite_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUITE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path / "home"
