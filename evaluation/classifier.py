@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from suite import checkpoint, data, paths
+from suite import checkpoint, data, paths, tracking
 from suite.errors import ConfigError
 
 ARCH = "lenet-bn-w16-v1"
@@ -134,10 +134,8 @@ def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tup
 
 def _log_to_mlflow(name: str, meta: dict, path) -> None:
     """Each classifier is an MLflow run in the `classifiers` experiment, accuracy included."""
-    from suite.tracking import Tracker
-
     params = {"dataset": name, "arch": ARCH, **{f"train.{k}": v for k, v in TRAIN.items()}}
-    tracker = Tracker.create("classifiers", f"{name}-{meta['weights_hash']}", params,
+    tracker = tracking.Tracker.create("classifiers", f"{name}-{meta['weights_hash']}", params,
                              {"suite.classifier": name, "suite.dataset": name}, meta)
     tracker.log_metrics(0, {"test_accuracy": meta["test_accuracy"], "train_seconds": meta["seconds"]})
     tracker.log_artifact(path, "classifier")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from evaluation import classifier
+from suite import data, paths
 from suite.errors import ConfigError, DataError
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -83,13 +86,10 @@ def get(name: str, dataset: str, **options) -> Extractor:
 
 
 def default_for(dataset: str) -> str:
-    from evaluation.classifier import SUPPORTED
-    from suite import data
-
-    kind = data.get_spec(dataset).kind
-    if kind == "points":
+    spec = data.get_spec(dataset)
+    if spec.kind == "points":
         return "points"
-    if dataset in SUPPORTED or dataset == "fashion_unpaired":
+    if spec.reference in classifier.SUPPORTED:
         return "lenet"
     return "inception"
 
@@ -101,18 +101,13 @@ def _points(dataset: str, **_) -> Extractor:
 
 @register("pixels")
 def _pixels(dataset: str, **_) -> Extractor:
-    from suite import data
-
     size = data.get_spec(dataset).native_size
     return Extractor("pixels", f"native{size}", lambda x: {"features": x.flatten(1)}, size=size)
 
 
 @register("lenet")
 def _lenet(dataset: str, device: str = "cpu", **_) -> Extractor:
-    from evaluation import classifier
-
-    base = "fashion_mnist" if dataset == "fashion_unpaired" else dataset
-    model, meta = classifier.load_or_train(base)
+    model, meta = classifier.load_or_train(data.get_spec(dataset).reference)
     model = model.to(device)
 
     def fn(x):
@@ -124,8 +119,6 @@ def _lenet(dataset: str, device: str = "cpu", **_) -> Extractor:
 
 def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
     candidates = [path, os.environ.get("SUITE_INCEPTION_WEIGHTS")]
-    from suite import paths
-
     candidates.append(paths.cache_dir("weights") / INCEPTION_FILE)
     for c in candidates:
         if c and Path(c).expanduser().is_file():
@@ -145,7 +138,8 @@ def sha256(path: Path) -> str:
 
 @register("inception")
 def _inception(dataset: str, device: str = "cpu", inception_weights=None, **_) -> Extractor:
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # heavy optional
+
 
     path = inception_weights_path(inception_weights)
     digest = sha256(path)
@@ -160,8 +154,6 @@ def _inception(dataset: str, device: str = "cpu", inception_weights=None, **_) -
         name = "inception"
     else:
         # Other weights (tests, experiments): load them safely, and never call it "inception".
-        import tempfile
-
         state = torch.load(path, map_location="cpu", weights_only=True)
         with tempfile.NamedTemporaryFile(suffix=".pth") as tmp:
             torch.save(state, tmp.name)

@@ -41,8 +41,8 @@ def ct_statistic(train: torch.Tensor, test: torch.Tensor, gen: torch.Tensor, tes
                  gen_d: torch.Tensor, cells: int = DEFAULTS["ct_cells"],
                  min_per_cell: int = DEFAULTS["ct_min_per_cell"], seed: int = DEFAULTS["seed"]) -> float:
     """C_T = sum over cells of P_n(cell) * Z_U(cell) / sum of P_n over the cells used."""
-    from scipy.stats import mannwhitneyu
-    from sklearn.cluster import KMeans
+    from scipy.stats import mannwhitneyu  # heavy optional: only the full checks
+    from sklearn.cluster import KMeans  # heavy optional: only the full checks
 
     km = KMeans(n_clusters=cells, n_init=1, random_state=seed).fit(train.flatten(1).double().numpy())
     test_cell = torch.from_numpy(km.predict(test.flatten(1).double().numpy()))

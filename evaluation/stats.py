@@ -16,6 +16,7 @@ import torch
 from evaluation import fid
 from evaluation.defaults import PROTOCOL
 from evaluation.features import Extractor
+from evaluation.neighbours import knn
 from suite import checkpoint, data, paths
 
 
@@ -76,8 +77,6 @@ def reference(name: str, size: int, split: str, extractor: Extractor, load, n: i
 def heldout_nn(name: str, extractor: Extractor, test: dict, train: dict) -> torch.Tensor:
     """Distance of every held-out example to its nearest training example (the memorization
     baseline), cached under the two references' keys."""
-    from evaluation.neighbours import knn
-
     path = paths.cache_dir("stats") / f"{name}-heldout-nn-{extractor.name}-{test['key']}-{train['key']}.pt"
     if path.exists():
         return checkpoint.load(path)["d"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from suite.data import DataInfo
 from suite.errors import ConfigError
 
 
@@ -137,20 +138,6 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-# --------------------------------------------------------------------------- data description
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a Trainer may know about its data: shape of one example and how many there are."""
-
-    name: str
-    kind: str  # "image" | "points" | "unpaired"
-    shape: tuple[int, ...]  # (C, H, W) for images, (2,) for points
-    n_train: int
-    steps_per_epoch: int
-
-
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 NextBatch = Callable[[], Batch]
 
@@ -246,9 +233,17 @@ class BCEGANMixin:
 
 class Trainer:
     """The interface the harness drives. Subclasses set `modules`, `optimizers` (and optionally
-    `schedulers`) in __init__ and implement `train_step` and `samples`."""
+    `schedulers`) in __init__ and implement `train_step` and `samples`. What differs between
+    families and the harness must know is said here, as attributes and methods, never by name."""
 
     kind = "image"  # what `samples` returns: "image" | "points" | "translation"
+    data_kinds: tuple[str, ...] = ("image",)  # the dataset kinds the family trains on
+    grid_nrow: int | None = None  # images per row of the sample grid (None: square)
+    progress_keys: tuple[str, ...] = ("loss",)  # step values (prefixes) shown on the progress line
+    # Report panels of the logged step values: (title, y label, metric keys, reference lines).
+    loss_panels: tuple = (("Losses", "BCE loss", ("loss/d", "loss/g"), {}),
+                          ("Discriminator outputs", "mean probability", ("d_real", "d_fake", "d_fake_gstep"),
+                           {"D* = 1/2 at the optimum": 0.5}))
 
     def __init__(self, cfg: BaseConfig, info: DataInfo, device: torch.device):
         self.cfg, self.info, self.device = cfg, info, torch.device(device)
@@ -261,6 +256,10 @@ class Trainer:
     # -- training
     def train_step(self, next_batch: NextBatch) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
+
+    def batches_per_step(self, step: int) -> int:
+        """Real batches consumed by generator iteration `step` (0-based): sets the epoch length."""
+        return 1
 
     def on_epoch_end(self) -> None:
         """Called by the harness after each completed pass over the data."""
@@ -290,6 +289,10 @@ class Trainer:
             g = torch.Generator().manual_seed(self.cfg.seed + 1_000_003)
             self._fixed_noise = self.noise(self.cfg.n_sample, g)
         return self._fixed_noise
+
+    def eval_samples(self, n: int, generator: torch.Generator, inputs: dict | None = None):
+        """What the evaluator judges: n generated samples (a translating family answers `inputs`)."""
+        return self.generate(n, generator)
 
     def samples(self) -> torch.Tensor:
         """What the progress grid shows: G(fixed noise)."""
@@ -333,6 +336,6 @@ def count_params(module: nn.Module) -> int:
 
 
 __all__ = [
-    "BaseConfig", "DataInfo", "Trainer", "BCEGANMixin", "apply_overrides", "validate", "flatten",
+    "BaseConfig", "Trainer", "BCEGANMixin", "apply_overrides", "validate", "flatten",
     "init_normal_", "set_requires_grad", "sampling", "config_fields", "count_params", "field",
 ]

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recipes.base import BaseConfig, BCEGANMixin, DataInfo, Trainer
+from recipes.base import BaseConfig, BCEGANMixin, Trainer
+from suite.data import DataInfo
 from suite.errors import ConfigError
 
 

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recipes.base import BaseConfig, DataInfo, Trainer, init_normal_, sampling, set_requires_grad
+from recipes.base import BaseConfig, Trainer, init_normal_, sampling, set_requires_grad
+from suite.data import DataInfo
 from suite.errors import ConfigError
 
 
@@ -152,7 +153,11 @@ def lsgan(pred: torch.Tensor, target_real: bool) -> torch.Tensor:
 
 class CycleGANTrainer(Trainer):
     kind = "translation"
+    data_kinds = ("unpaired",)
     grid_nrow = 6  # each row: a, G_A(a), G_B(G_A(a)), b, G_B(b), G_A(G_B(b))
+    loss_panels = (("Adversarial terms (LSGAN)", "MSE", ("loss/g_adv_a", "loss/g_adv_b", "loss/d_a", "loss/d_b"), {}),
+                   ("Cycle and identity terms", "weighted L1", ("loss/cycle_a", "loss/cycle_b", "loss/idt_a",
+                                                                "loss/idt_b"), {}))
 
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
@@ -221,6 +226,12 @@ class CycleGANTrainer(Trainer):
         G = self.G_A if direction == "AtoB" else self.G_B
         with sampling(G):
             return torch.cat([G(x[i : i + batch].to(self.device)).float().cpu() for i in range(0, len(x), batch)])
+
+    def eval_samples(self, n: int, generator: torch.Generator, inputs: dict | None = None) -> dict:
+        """Translations of the evaluator's held-out images (`inputs` "a" and "b"), both ways,
+        and A's reconstruction."""
+        fake_b, fake_a = self.translate(inputs["a"], "AtoB"), self.translate(inputs["b"], "BtoA")
+        return {"fake_b": fake_b, "fake_a": fake_a, "rec_a": self.translate(fake_b, "BtoA")}
 
     def samples(self) -> torch.Tensor:
         a, b = (t.to(self.device) for t in self.fixed_inputs)

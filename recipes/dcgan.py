@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recipes.base import BaseConfig, BCEGANMixin, DataInfo, Trainer, init_normal_
+from recipes.base import BaseConfig, BCEGANMixin, Trainer, init_normal_
+from suite.data import DataInfo
 from suite.errors import ConfigError
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recipes.base import BaseConfig, BCEGANMixin, DataInfo, Trainer
+from recipes.base import BaseConfig, BCEGANMixin, Trainer
+from suite.data import DataInfo
 from suite.errors import ConfigError
 
 
@@ -78,6 +79,8 @@ class Discriminator(nn.Module):
 
 
 class GANTrainer(BCEGANMixin, Trainer):
+    data_kinds = ("image", "points")
+
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
         self.kind = "points" if info.kind == "points" else "image"
@@ -87,6 +90,9 @@ class GANTrainer(BCEGANMixin, Trainer):
 
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, generator=generator).to(self.device)
+
+    def batches_per_step(self, step: int) -> int:
+        return self.cfg.d_steps
 
     def train_step(self, next_batch):
         for _ in range(self.cfg.d_steps):  # Algorithm 1: k D updates, fresh noise each

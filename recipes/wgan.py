@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from recipes.base import BaseConfig, DataInfo, Trainer, set_requires_grad
+from recipes.base import BaseConfig, Trainer, set_requires_grad
 from recipes.dcgan import build_networks, check_dcgan_sizes
+from suite.data import DataInfo
 from suite.errors import ConfigError
 
 
@@ -64,6 +65,10 @@ def critic_iters(cfg: Config, gen_iteration: int) -> int:
 
 
 class WGANTrainer(Trainer):
+    progress_keys = ("loss", "wasserstein_estimate")
+    loss_panels = (("Wasserstein estimate", "mean f(real) - mean f(fake)", ("wasserstein_estimate",), {}),
+                   ("Critic and generator losses", "loss", ("loss/d", "loss/g"), {}))
+
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
         self.G, self.D = build_networks(cfg, info, self.device)
@@ -103,6 +108,9 @@ class WGANTrainer(Trainer):
         finally:
             set_requires_grad(self.D, True)
         return loss.detach()
+
+    def batches_per_step(self, step: int) -> int:
+        return critic_iters(self.cfg, step)  # each critic update draws a fresh real batch
 
     def train_step(self, next_batch):
         k = critic_iters(self.cfg, self.step)

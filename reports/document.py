@@ -38,7 +38,7 @@ class Image:
 
     @classmethod
     def from_array(cls, array: np.ndarray, caption: str, alt: str = "") -> Image:
-        from PIL import Image as PILImage
+        from PIL import Image as PILImage  # PIL.Image would shadow this module's Image block
 
         buf = io.BytesIO()
         PILImage.fromarray(array).save(buf, format="PNG")

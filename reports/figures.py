@@ -6,18 +6,9 @@ import math
 
 import numpy as np
 
-from suite.images import figure_to_array
+from suite.images import pyplot, render
 
 Series = list[tuple[int, float]]  # (step, value)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def ema(values: np.ndarray, span: int) -> np.ndarray:
@@ -37,7 +28,7 @@ def curves(series: dict[str, Series], title: str, ylabel: str, xlabel: str = "ge
            logy: bool = False, size=(6.4, 3.4)) -> np.ndarray:
     """Several named series on one axis; raw values faint, smoothed ones solid; vertical marks
     (e.g. the best checkpoint) and reference lines (e.g. D(x) = 1/2 at the optimum)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=size)
     for i, (name, pts) in enumerate(series.items()):
         if not pts:
@@ -68,16 +59,13 @@ def curves(series: dict[str, Series], title: str, ylabel: str, xlabel: str = "ge
     if any(series.values()):  # below the axes: curves spanning the whole plot are never hidden
         n = sum(1 for v in series.values() if v)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(n, 4), frameon=False)
-    try:
-        return figure_to_array(fig)
-    finally:
-        plt.close(fig)
+    return render(fig)
 
 
 def shares(history: dict[str, Series], title: str, labels: list[str] | None = None) -> np.ndarray:
     """Class (or mode) shares of generated samples over training: mode hopping shows as bands
     that swell and vanish."""
-    plt = _plt()
+    plt = pyplot()
     keys = sorted(history)
     steps = sorted({s for k in keys for s, _ in history[k]})
     grid = np.array([[dict(history[k]).get(s, 0.0) for s in steps] for k in keys])
@@ -89,16 +77,13 @@ def shares(history: dict[str, Series], title: str, labels: list[str] | None = No
     ax.set_ylabel("share of generated samples")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    try:
-        return figure_to_array(fig)
-    finally:
-        plt.close(fig)
+    return render(fig)
 
 
 def small_multiples(series: dict[str, Series], units: dict[str, str], marks: dict[str, int] | None = None,
                     cols: int = 3) -> np.ndarray:
     """One small panel per metric (its own y axis and unit), the best checkpoint marked in each."""
-    plt = _plt()
+    plt = pyplot()
     n = len(series)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
@@ -118,7 +103,4 @@ def small_multiples(series: dict[str, Series], units: dict[str, str], marks: dic
     if marks:
         axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
-    try:
-        return figure_to_array(fig)
-    finally:
-        plt.close(fig)
+    return render(fig)

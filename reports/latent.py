@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from recipes import registry
-from recipes.base import DataInfo
+from recipes.base import sampling
 from suite import data, images
 
 
@@ -19,7 +19,7 @@ def load_generator(gen_ckpt: dict):
     cfg = registry.config_from_dict(family, gen_ckpt["config"])
     spec = data.get_spec(cfg.dataset)
     shape = gen_ckpt.get("shape") or ((2,) if spec.kind == "points" else (spec.channels, cfg.image_size, cfg.image_size))
-    info = DataInfo(cfg.dataset, gen_ckpt.get("kind", spec.kind), tuple(shape), 1, 1)
+    info = data.DataInfo(cfg.dataset, gen_ckpt.get("kind", spec.kind), tuple(shape), 1, 1)
     trainer = registry.FAMILIES[family][1](cfg, info, "cpu")
     for name, state in gen_ckpt["generator"].items():
         trainer.modules[name].load_state_dict(state)
@@ -50,8 +50,6 @@ def interpolation(trainer, pairs: int = 6, steps: int = 9, seed: int = 0):
 
 
 def _generate(trainer, z: torch.Tensor) -> torch.Tensor:
-    from recipes.base import sampling
-
     G = trainer.modules["G"]
     with sampling(G):
         return G(z.to(trainer.device)).float().cpu()

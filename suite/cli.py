@@ -5,17 +5,28 @@
     python -m suite run dcgan_fashion --max-steps 200 --seed 1
     python -m suite run --resume RUN_ID
 
-Every user-facing error is a SuiteError: one line on stderr, exit 2, no traceback.
+Every user-facing error is a SuiteError: one line on stderr, exit 2, no traceback. Choices
+and defaults come from the registries (recipes, datasets, extractors, samplers, pruners).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
+from evaluation import classifier, features, samples
+from evaluation.defaults import DEFAULTS
+from evaluation.evaluate import Context, Options
+from recipes import registry
+from reports import build
+from suite import data, harness, tune, ui
 from suite.errors import ConfigError, SuiteError
+from suite.evaluate_run import evaluate_run
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,9 +53,6 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 
 
 def cmd_list(args) -> int:
-    from recipes import registry
-    from suite import data
-
     rows = []
     for r in registry.RECIPES.values():
         cfg = r.config()
@@ -59,19 +67,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from suite import harness
-
     cfg = harness.resolve_config(args.recipe, parse_sets(args.set), args.seed, args.max_steps)
-    from recipes import registry
-
     print(json.dumps({"recipe": args.recipe, "family": registry.get(args.recipe).family,
-                      "config": __import__("dataclasses").asdict(cfg)}, indent=2))
+                      "config": dataclasses.asdict(cfg)}, indent=2))
     return 0
 
 
 def cmd_run(args) -> int:
-    from suite import harness
-
     if not args.recipe and not args.resume:
         raise ConfigError("run needs a RECIPE (see `python -m suite list`) or --resume RUN_ID")
     if args.recipe and args.resume:
@@ -80,27 +82,25 @@ def cmd_run(args) -> int:
         recipe=args.recipe, overrides=parse_sets(args.set), seed=args.seed, device=args.device,
         max_steps=args.max_steps, data_root=args.data_root, download=args.download, resume=args.resume,
         evaluate=not args.no_eval)
-    run_id = harness.train(req, evaluator_factory=_evaluator_factory())
+    run_id = harness.train(req)
     print(run_id)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from evaluation import evaluate
-
     if args.samples:
         if not args.dataset:
             raise ConfigError("--samples needs --dataset NAME (the reference data)")
         if args.run_id:
             raise ConfigError("give either RUN_ID or --samples FILE, not both")
-        _, kind, shape = evaluate.sample_format(args.dataset)
-        samples = evaluate.load_samples(args.samples)
+        _, kind, shape = samples.sample_format(args.dataset)
+        x = samples.load_samples(args.samples)
         if args.n:
-            samples = samples[: args.n]
-        evaluate.check_samples(samples, kind, shape)  # before a feature network is built or trained
-        opts = evaluate.Options(n=len(samples), extractor=args.extractor, device=args.device,
-                                data_root=args.data_root, inception_weights=args.inception_weights)
-        result = evaluate.Context(args.dataset, opts).evaluate(samples, full=True)
+            x = x[: args.n]
+        samples.check_samples(x, kind, shape)  # before a feature network is built or trained
+        opts = Options(n=len(x), extractor=args.extractor, device=args.device, data_root=args.data_root,
+                       inception_weights=args.inception_weights)
+        result = Context(args.dataset, opts).evaluate(x, full=True)
         if args.json:
             print(json.dumps(result.to_json(), default=float))
         else:
@@ -108,7 +108,7 @@ def cmd_evaluate(args) -> int:
         return 0
     if not args.run_id:
         raise ConfigError("evaluate needs a RUN_ID or --samples FILE --dataset NAME")
-    out = evaluate.evaluate_run(args.run_id, args.checkpoint, args.n, args.device)
+    out = evaluate_run(args.run_id, args.checkpoint, args.n, args.device)
     print(json.dumps(out, indent=None if args.json else 2, default=float))
     return 0
 
@@ -125,16 +125,12 @@ def _print_result(result) -> None:
 
 
 def cmd_train_classifier(args) -> int:
-    from evaluation import classifier
-
     _, meta = classifier.load_or_train(args.dataset)
     print(json.dumps({k: meta[k] for k in ("dataset", "arch", "test_accuracy", "weights_hash")}))
     return 0
 
 
 def cmd_tune(args) -> int:
-    from suite import harness, tune
-
     overrides = parse_sets(args.set)
     cfg = harness.resolve_config(args.recipe, overrides, max_steps=args.max_steps)
     spec = tune.StudySpec(
@@ -148,30 +144,21 @@ def cmd_tune(args) -> int:
 
 
 def cmd_tune_worker(args) -> int:
-    from suite import tune
-
     return tune.worker_main(args.spec, args.worker_id, args.deadline)
 
 
 def cmd_report(args) -> int:
-    from reports import build
-
     build.main(args.run_ids, args.experiment, args.study, args.output, args.format)
     return 0
 
 
 def cmd_ui(args) -> int:
-    from suite import ui
-
     return ui.serve(args.host, args.port)
 
 
 def cmd_bench(args) -> int:
     """pytest-benchmark over tests/benchmarks; the session ends with the table of ratios and
     saves its JSON under .benchmarks/ (compare two commits with --compare)."""
-    import subprocess
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     if not (root / "tests" / "benchmarks").is_dir():
         raise ConfigError(f"no tests/benchmarks under {root}: benchmarks run from a source checkout of the suite")
@@ -184,14 +171,6 @@ def cmd_bench(args) -> int:
     code = subprocess.call(cmd, cwd=root)
     print(f"ratios: {root / '.benchmarks' / 'ratios.json'}; pytest-benchmark JSON: {root / '.benchmarks'}")
     return code
-
-
-def _evaluator_factory():
-    try:
-        from evaluation.evaluate import training_evaluator
-    except ImportError:
-        return None
-    return training_evaluator
 
 
 # --------------------------------------------------------------------------- parser
@@ -227,10 +206,10 @@ def build_parser() -> Parser:
     s = sub.add_parser("evaluate", help="metrics and checks for a run's checkpoint or for sample files")
     s.add_argument("run_id", nargs="?", help="an MLflow run of the suite (results are logged to it)")
     s.add_argument("--checkpoint", default="best", help="best | last (default best)")
-    s.add_argument("--n", type=int, help="generated samples (default 10000)")
+    s.add_argument("--n", type=int, help=f"generated samples (default {DEFAULTS['n']})")
     s.add_argument("--samples", help=".npy / .pt array (NxHxW, NxCxHxW; uint8 or float in [-1, 1]) or image folder")
     s.add_argument("--dataset", help="reference dataset for --samples")
-    s.add_argument("--extractor", help="inception | lenet | pixels | points (default: by dataset)")
+    s.add_argument("--extractor", help=f"{' | '.join(sorted(features.EXTRACTORS))} (default: by dataset)")
     s.add_argument("--inception-weights", help="local FID Inception weights file (or SUITE_INCEPTION_WEIGHTS)")
     s.add_argument("--data-root", help="folder holding local datasets")
     s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
@@ -239,7 +218,8 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs")
     s.add_argument("recipe")
-    s.add_argument("--trials", type=int, default=12, help="trial slots in the study (default 12)")
+    trials = tune.StudySpec.trials
+    s.add_argument("--trials", type=int, default=trials, help=f"trial slots in the study (default {trials})")
     s.add_argument("--timeout", type=float, help="stop claiming new trials after S seconds")
     s.add_argument("--params", help="lr_g,lr_d (default) or name:low:high[:log|:lin],...")
     s.add_argument("--metric", help="objective (default: the recipe's primary evaluation metric)")
@@ -247,8 +227,8 @@ def build_parser() -> Parser:
     s.add_argument("--storage", help="Optuna storage URL: sqlite:///f.db, postgresql://..., journal:///f.log")
     s.add_argument("--study-name", help="default RECIPE-tune; an existing study is resumed/joined")
     s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
-    s.add_argument("--sampler", default="tpe", choices=["tpe", "random", "cmaes"])
+    s.add_argument("--pruner", default=tune.StudySpec.pruner, choices=list(tune.PRUNERS))
+    s.add_argument("--sampler", default=tune.StudySpec.sampler, choices=list(tune.SAMPLERS))
     s.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + i)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed config override (repeatable)")
     s.add_argument("--max-steps", type=int, help="training steps per trial")
@@ -282,7 +262,7 @@ def build_parser() -> Parser:
     s.set_defaults(func=cmd_tune_worker)
 
     s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
-    s.add_argument("dataset", help="fashion_mnist | mnist | digits")
+    s.add_argument("dataset", help=" | ".join(classifier.SUPPORTED))
     s.set_defaults(func=cmd_train_classifier)
     return p
 

@@ -3,8 +3,10 @@
     python -m suite run dcgan_fashion --max-steps 200
     python -m suite run --resume RUN_ID
 
-It knows nothing about any family: it drives a `recipes.base.Trainer` and hands what it
-measures to `suite.tracking.Tracker`. One step is one generator iteration.
+It knows nothing about any family: it drives a `recipes.base.Trainer` through the attributes
+and methods that interface declares (batches per step, progress keys, evaluation samples),
+hands what it measures to `suite.tracking.Tracker`, and asks `evaluation.metrics` which way
+is better. One step is one generator iteration.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from typing import Protocol
 
 import torch
 
+from evaluation import metrics
+from evaluation.evaluate import Result
+from evaluation.training import training_evaluator
 from recipes import registry
-from recipes.base import BaseConfig, DataInfo, Trainer, flatten
+from recipes.base import BaseConfig, Trainer, flatten
 from suite import checkpoint, data, images, paths
+from suite.data import DataInfo
 from suite.errors import CheckpointError, ConfigError, StopRun, TrainingDiverged
 from suite.progress import Progress
 from suite.tracking import Tracker
@@ -33,12 +39,15 @@ CHECKPOINT_FORMAT = 1
 
 
 class Evaluator(Protocol):
-    """Computes metrics of a trainer's current generator (see evaluation/)."""
+    """Judges samples of a trainer's current generator (see evaluation/training.py)."""
 
-    primary: str  # metric that picks the best checkpoint
-    mode: str  # "min" | "max"
+    primary: str  # metric that picks the best checkpoint (its direction: evaluation.metrics)
+    n: int  # samples per evaluation
+    seed: int  # of the latents, the same at every evaluation
 
-    def __call__(self, trainer: Trainer, step: int, tracker: Tracker | None, final: bool) -> dict[str, float]: ...
+    def inputs(self, image_size: int) -> dict | None: ...  # what a translating trainer translates
+
+    def __call__(self, samples, final: bool) -> Result: ...
 
 
 @dataclass
@@ -101,9 +110,10 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
     dev = resolve_device(device)
     loaded = data.load(cfg.dataset, data_root=data_root, download=download, image_size=cfg.image_size,
                        load_size=cfg.load_size, flip=cfg.flip, subset=cfg.train_subset)
-    if loaded.kind == "points" and registry.get(recipe).family not in ("gan",):
-        raise ConfigError(f"dataset '{cfg.dataset}' holds 2D points; only the gan family trains on it")
-    if (loaded.kind == "unpaired") != (cfg.family == "cyclegan"):
+    if loaded.kind not in registry.FAMILIES[cfg.family][1].data_kinds:
+        if loaded.kind == "points":
+            able = [f for f, (_, t) in registry.FAMILIES.items() if "points" in t.data_kinds]
+            raise ConfigError(f"dataset '{cfg.dataset}' holds 2D points; only the {', '.join(able)} family trains on it")
         raise ConfigError(f"family {cfg.family} cannot train on dataset '{cfg.dataset}' ({loaded.kind})")
     if loaded.kind == "image" and cfg.image_size == 0:
         cfg = dataclasses.replace(cfg, image_size=loaded.shape[-1])
@@ -124,12 +134,26 @@ def make_stream(p: Prepared) -> data.BatchStream:
                             flip=p.cfg.flip, num_workers=p.cfg.num_workers)
 
 
-def batches_per_step(trainer: Trainer, step: int) -> int:
-    from recipes import wgan
+def default_evaluator(p: Prepared) -> Evaluator | None:
+    """The evaluator of a prepared run: its dataset's metrics, `eval_n` samples."""
+    return training_evaluator(p.cfg.dataset, p.loaded, p.cfg.eval_n, str(p.device), p.data_root)
 
-    if isinstance(trainer, wgan.WGANTrainer):
-        return wgan.critic_iters(trainer.cfg, step)
-    return getattr(trainer.cfg, "d_steps", 1)
+
+def judge(trainer: Trainer, ev: Evaluator, final: bool) -> Result:
+    """The trainer's samples for this evaluator (the same latents every time), judged."""
+    samples = trainer.eval_samples(ev.n, torch.Generator().manual_seed(ev.seed), ev.inputs(trainer.cfg.image_size))
+    return ev(samples, final=final)
+
+
+def log_evaluation(tracker: Tracker, result: Result, step: int, tag: str) -> None:
+    """Store what a run keeps of a full evaluation: its JSON, figures and verdict tags."""
+    for path, content in result.files(step, tag).items():
+        if isinstance(content, str):
+            tracker.log_text(content, path)
+        else:
+            tracker.log_image(content, path)
+    if tags := result.tags():
+        tracker.set_tags(tags)
 
 
 def total_steps(trainer: Trainer, cfg: BaseConfig, info: DataInfo) -> int:
@@ -138,7 +162,7 @@ def total_steps(trainer: Trainer, cfg: BaseConfig, info: DataInfo) -> int:
         return cfg.max_steps
     budget, steps = math.ceil(cfg.epochs * info.steps_per_epoch), 0
     while budget > 0:
-        budget -= batches_per_step(trainer, steps)
+        budget -= trainer.batches_per_step(steps)
         steps += 1
     return steps
 
@@ -257,7 +281,7 @@ class Session:
             # change, see run()), the curve is exact without storing a constant at every step.
             self.tracker.log_metrics(last_step, {"perf/images_per_s": rate, "perf/steps_per_s": steps_rate,
                                                  **self.trainer.learning_rates()})
-        self.last_values = {k: v for k, v in values.items() if k.startswith("loss") or k == "wasserstein_estimate"}
+        self.last_values = {k: v for k, v in values.items() if k.startswith(self.trainer.progress_keys)}
         self.progress.show(self.last_values, rate)
         self.tracker.flush()
 
@@ -271,21 +295,22 @@ class Session:
         self.tracker.log_image(picture, f"samples/step_{step:06d}.png")
 
     def evaluate(self, step: int) -> None:
+        ev, final = self.evaluator, step == self.total
         with isolated_rng():
-            metrics = self.evaluator(self.trainer, step, self.tracker, final=step == self.total)
+            result = judge(self.trainer, ev, final)
+            if final:
+                log_evaluation(self.tracker, result, step, "final")
+        values = result.metrics
         if step > self.skip_through or not self.best:
-            self.tracker.log_metrics(step, metrics)
-        value = metrics.get(self.evaluator.primary)
-        if value is not None and math.isfinite(value):
-            better = (not self.best or (value < self.best["value"] if self.evaluator.mode == "min"
-                                        else value > self.best["value"]))
-            if better:
-                self.best = {"metric": self.evaluator.primary, "value": value, "step": step}
-                self.save_checkpoint("best")
-                self.tracker.set_tags({"suite.best_step": step, "suite.best_metric": self.evaluator.primary,
-                                       "suite.best_value": f"{value:.6g}"})
+            self.tracker.log_metrics(step, values)
+        value = values.get(ev.primary)
+        if value is not None and metrics.better(ev.primary, value, self.best.get("value")):
+            self.best = {"metric": ev.primary, "value": value, "step": step}
+            self.save_checkpoint("best")
+            self.tracker.set_tags({"suite.best_step": step, "suite.best_metric": ev.primary,
+                                   "suite.best_value": f"{value:.6g}"})
         if self.on_eval is not None:
-            self.on_eval(step, metrics)
+            self.on_eval(step, values)
 
     def checkpoint_state(self) -> dict:
         return {
@@ -327,18 +352,19 @@ def _tags(p: Prepared, recipe_meta) -> dict:
     }
 
 
-def _resume_state(tracker: Tracker) -> dict:
-    local = paths.run_dir(tracker.run_id) / "checkpoints" / "last.pt"
+def stored_checkpoint(tracker: Tracker, which: str, missing: str) -> dict:
+    """checkpoints/<which>.pt of a run: the local copy, else the run's artifact."""
+    local = paths.run_dir(tracker.run_id) / "checkpoints" / f"{which}.pt"
     if local.is_file():
         return checkpoint.load(local)
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.download("checkpoints/last.pt", Path(tmp))
+        path = tracker.download(f"checkpoints/{which}.pt", Path(tmp))
         if path is None:
-            raise CheckpointError(f"run {tracker.run_id} has no checkpoint to resume from (checkpoints/last.pt)")
+            raise CheckpointError(f"run {tracker.run_id} has no {missing}")
         return checkpoint.load(path)
 
 
-def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | None] | None = None) -> str:
+def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | None] | None = default_evaluator) -> str:
     """Run (or resume) one training run; returns its MLflow run id."""
     if req.resume:
         tracker = Tracker.attach(req.resume)
@@ -351,7 +377,7 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
                 values["max_steps"] = req.max_steps
             cfg = registry.config_from_dict(saved["family"], values)
             p = prepare(saved["recipe"], cfg, req.device, req.data_root, req.download)
-            state = _resume_state(tracker)
+            state = stored_checkpoint(tracker, "last", "checkpoint to resume from (checkpoints/last.pt)")
             if state.get("format") != CHECKPOINT_FORMAT or state.get("family") != p.family:
                 raise CheckpointError(f"checkpoint of run {req.resume} does not match its config")
             trainer = build_trainer(p)

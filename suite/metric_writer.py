@@ -10,15 +10,15 @@ import json
 import select
 import sys
 
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from suite.tracking import _quiet
+
 MAX_BATCH = 1000  # MLflow's log_batch limit
 
 
 def main(uri: str, run_id: str) -> int:
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    from suite.tracking import _quiet
-
     _quiet()
     client = MlflowClient(tracking_uri=uri)
     error = None

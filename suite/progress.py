@@ -16,7 +16,7 @@ class Progress:
         self.n0 = start
         self.postfix = ""
         if self.tty:
-            from tqdm import tqdm
+            from tqdm import tqdm  # only on a terminal
 
             self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
 

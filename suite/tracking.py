@@ -13,6 +13,7 @@ import os
 import platform
 import queue
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+import suite
 from suite import paths
 from suite.errors import TrackingError
 
@@ -35,7 +37,7 @@ def _quiet() -> None:
 
 
 def client():
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # heavy: mlflow takes ~1 s to import; only commands that log pay it
 
     _quiet()
     uri = paths.tracking_uri()
@@ -46,7 +48,7 @@ def client():
 def check_reachable(uri: str) -> None:
     """Fail in one line, fast, instead of MLflow's minutes of retries."""
     if uri.startswith(("http://", "https://")):
-        import requests
+        import requests  # only for a tracking server
 
         try:
             requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
@@ -72,11 +74,9 @@ def git_commit() -> str:
 
 
 def environment_tags() -> dict[str, str]:
-    import mlflow
-    import torch
-    import torchvision
-
-    import suite
+    import mlflow  # heavy: mlflow takes ~1 s to import; only commands that log pay it
+    import torch  # heavy: the foundation does not need torch otherwise
+    import torchvision  # heavy: importing torchvision costs ~1 s
 
     return {
         "suite.git_commit": git_commit(),
@@ -146,7 +146,7 @@ def experiment_runs(name: str, filter_string: str = ""):
 
 def runs_frame(experiment_ids: list[str], filter_string: str = ""):
     """mlflow.search_runs as a pandas DataFrame (params.*, metrics.*, tags.* columns)."""
-    import mlflow
+    import mlflow  # heavy: mlflow takes ~1 s to import; only commands that log pay it
 
     mlflow.set_tracking_uri(paths.tracking_uri())
     return mlflow.search_runs(experiment_ids=experiment_ids, filter_string=filter_string, max_results=5000)
@@ -172,7 +172,7 @@ class Tracker:
     @classmethod
     def create(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
                parent_run_id: str | None = None) -> Tracker:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # heavy: mlflow takes ~1 s to import; only commands that log pay it
 
         c = client()
         exp_id = experiment_id(c, experiment)
@@ -292,7 +292,7 @@ class _Writer(threading.Thread):
         self.queue.put(chunk)
 
     def run(self) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; only commands that log pay it
 
         while True:
             chunk = self.queue.get()
@@ -323,8 +323,6 @@ class _ProcessWriter:
     that call the harness need no `if __name__ == "__main__"` guard."""
 
     def __init__(self, run_id: str):
-        import sys
-
         self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", paths.tracking_uri(), run_id],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.closed = False

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 
-from evaluation.defaults import metric_name
+from evaluation.metrics import metric_name
 from suite import harness, paths
 from tests.helpers import TINY_DC, run_cli, sets
 
 
 def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, mlflow_client):
-    from evaluation.evaluate import training_evaluator
-
     req = harness.RunRequest(recipe="dcgan_digits", max_steps=12, progress=False,
                              overrides={**TINY_DC, "eval_every": 4, "eval_n": 600})
-    run_id = harness.train(req, evaluator_factory=training_evaluator)
+    run_id = harness.train(req)
     name = metric_name("fid", 600, "lenet", "digits", "train")
     hist = mlflow_client.get_metric_history(run_id, name)
     assert sorted(m.step for m in hist) == [4, 8, 12]
@@ -40,12 +38,10 @@ def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, ml
 
 
 def test_cyclegan_fashion_is_judged_by_known_ground_truth(suite_home, mlflow_client):
-    from evaluation.evaluate import training_evaluator
-
     req = harness.RunRequest(recipe="cyclegan_fashion", max_steps=4, progress=False,
                              overrides={"ngf": 4, "ndf": 4, "n_blocks": 1, "train_subset": 20, "n_sample": 2,
                                         "eval_n": 200})
-    run_id = harness.train(req, evaluator_factory=training_evaluator)
+    run_id = harness.train(req)
     metrics = mlflow_client.get_run(run_id).data.metrics
     for key in ("label_acc200_lenet_atob", "label_acc200_lenet_btoa", "l1_to_truth200_atob", "cycle_l1200_a",
                 "fid200_lenet_fashion_mnist_train_btoa"):
@@ -67,13 +63,12 @@ def test_cli_run_evaluates_at_the_end_by_default(suite_home, mlflow_client):
 def test_evaluating_during_training_does_not_change_training(suite_home):
     import torch
 
-    from evaluation.evaluate import training_evaluator
     from suite import checkpoint
 
     def weights(evaluate):
         req = harness.RunRequest(recipe="dcgan_digits", max_steps=8, progress=False, evaluate=evaluate,
                                  overrides={**TINY_DC, "eval_every": 3, "eval_n": 300})
-        run_id = harness.train(req, evaluator_factory=training_evaluator)
+        run_id = harness.train(req)
         return checkpoint.load(paths.run_dir(run_id) / "checkpoints" / "generator.pt")["generator"]["G"]
 
     a, b = weights(True), weights(False)

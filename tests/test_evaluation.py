@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import collapse, evaluate, features, fid, isc, kid, memorization, prdc, stats
-from evaluation.defaults import metric_name
+from evaluation import collapse, evaluate, features, fid, isc, kid, memorization, prdc, samples, stats
+from evaluation.metrics import metric_name
 from evaluation.neighbours import knn
 from suite import data
 from tests.helpers import run_cli
@@ -254,7 +254,7 @@ def test_evaluate_image_folder(tmp_path, suite_home, fashion):
     folder.mkdir()
     for i, img in enumerate(fashion.test.x[:300, 0].add(1).mul(127.5).round().byte().numpy()):
         Image.fromarray(img).save(folder / f"{i:04d}.png")
-    x = evaluate.load_samples(folder)
+    x = samples.load_samples(folder)
     assert x.shape == (300, 28, 28) and x.dtype == torch.uint8
 
 

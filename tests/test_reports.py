@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation.evaluate import training_evaluator
 from suite import harness
 from tests.helpers import ROOT, TINY_DC, run_cli
 from tests.servers import render
@@ -27,7 +26,7 @@ def runs(tmp_path_factory):
         for seed, name in ((0, "digits-seed0"), (1, EVIL)):
             req = harness.RunRequest(recipe="dcgan_digits", max_steps=30, seed=seed, progress=False, run_name=name,
                                      overrides={**TINY_DC, "eval_every": 10, "eval_n": 500, "sample_every": 10})
-            ids.append(harness.train(req, evaluator_factory=training_evaluator))
+            ids.append(harness.train(req))
         yield home, ids
 
 

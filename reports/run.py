@@ -1,0 +1,141 @@
+"""One run's sections of a report: overview and config, training curves, evaluation over
+training, fixed-noise samples, the checks in words, and the latent space."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from evaluation import classifier, features, metrics
+from recipes import registry
+from recipes.base import Trainer
+from reports import figures, latent
+from reports.document import Section, Table, Text
+from reports.sources import artifact_png, json_artifact, png
+from suite import checkpoint, data, tracking
+
+
+def _eval_keys(run) -> list[str]:
+    return sorted(k for k in run.data.metrics if metrics.is_evaluation(k))
+
+
+def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
+    rid, tags, params = run.info.run_id, run.data.tags, run.data.params
+    family = tags.get("suite.family", "")
+    name = run.info.run_name or rid
+    out = []
+    overview = Section(f"Run {name}", anchor=f"run-{rid}")
+    rows = [["run id", rid], ["status", run.info.status], ["recipe", tags.get("suite.recipe")],
+            ["family", family], ["dataset", tags.get("suite.dataset")], ["seed", tags.get("suite.seed")],
+            ["device", tags.get("suite.device")], ["git commit", tags.get("suite.git_commit", "")[:12]],
+            ["torch / mlflow", f"{tags.get('suite.torch_version')} / {tags.get('suite.mlflow_version')}"]]
+    if run.info.end_time and run.info.start_time:
+        rows.append(["duration", f"{(run.info.end_time - run.info.start_time) / 1000:.1f} s"])
+    if "suite.best_step" in tags:
+        rows.append(["best checkpoint", f"step {tags['suite.best_step']}: {tags['suite.best_metric']} = "
+                                        f"{tags['suite.best_value']}"])
+    if tags.get("suite.failure_reason"):
+        rows.append(["failure", tags["suite.failure_reason"]])
+    overview.add(Table(["", ""], rows))
+    items = sorted(params.items())
+    per = -(-len(items) // 3)  # three column pairs keep the config table short
+    cols = [items[i * per:(i + 1) * per] for i in range(3)]
+    grid = [[x for col in cols for x in (col[r] if r < len(col) else ("", ""))] for r in range(per)]
+    overview.add(Table(["parameter", "value"] * 3, grid, caption="resolved config (also config.json in the run)"))
+    out.append(overview)
+
+    losses = Section("Training curves", level=3)
+    trainer = registry.FAMILIES[family][1] if family in registry.FAMILIES else Trainer
+    for title, ylabel, keys, hlines in trainer.loss_panels:
+        series = {k: tracking.history(rid, k) for k in keys if k in run.data.metrics}
+        if series:
+            losses.add(png(figures.curves(series, title, ylabel, hlines=hlines), f"{title} per generator step "
+                            "(faint: raw, solid: exponential moving average)"))
+    if losses.blocks:
+        out.append(losses)
+
+    evals = Section("Evaluation over training", level=3)
+    marks = {"best checkpoint": int(tags["suite.best_step"])} if "suite.best_step" in tags else {}
+    over_time = {k: h for k in _eval_keys(run) if len(h := tracking.history(rid, k)) >= 2}
+    if over_time:
+        evals.add(png(figures.small_multiples(over_time, {k: metrics.unit(k) for k in over_time}, marks),
+                       "evaluation metrics at each evaluation during training; dashed: the kept best checkpoint"))
+    final = {k: run.data.metrics[k] for k in _eval_keys(run)}
+    if final:
+        evals.add(Table(["metric", "last value"], [[k, v] for k, v in final.items()],
+                        caption="metric names encode the protocol: samples, feature extractor, reference split"))
+    share_keys = [k for k in run.data.metrics if k.startswith(("class_share/", "mode_share/"))]
+    if share_keys:
+        hist = {k: tracking.history(rid, k) for k in share_keys}
+        if max(len(h) for h in hist.values()) >= 2:
+            labels = list(data.get_spec(tags["suite.dataset"]).classes) if share_keys[0].startswith("class") else None
+            evals.add(png(figures.shares(hist, "Class shares of generated samples over training", labels),
+                           "mode hopping shows as bands that swell and vanish between evaluations"))
+    if evals.blocks:
+        out.append(evals)
+
+    samples = Section("Samples from fixed noise", level=3)
+    files = sorted(p for p in tracking.list_artifacts(rid, "samples") if p.endswith(".png"))
+    for path in _spread(files, 6):
+        step = int(re.findall(r"(\d+)", path)[-1])
+        caption = (f"step {step}: rows of input, translation, reconstruction (A then B)" if trainer.kind == "translation"
+                   else f"step {step}: the same latent vectors at every step")
+        img = artifact_png(rid, path, tmp, caption)
+        if img:
+            samples.add(img)
+    if samples.blocks:
+        out.append(samples)
+
+    checks = Section("Checks", level=3)
+    result = json_artifact(rid, "eval/result_final.json", tmp)
+    if result:
+        for text, ok in metrics.verdicts(result.get("checks", {})):
+            checks.add(Text(text, "verdict-ok" if ok else "verdict-bad"))
+    for path, caption in (("eval/nn_grid.png", "memorization: each generated sample (left) beside its three nearest "
+                                               "training images in pixel space"),
+                          ("eval/modes.png", "mode coverage: generated vs data class (or mode) histogram"),
+                          ("eval/translations_atob.png", "held-out A images: input, translation, reconstruction")):
+        img = artifact_png(rid, path, tmp, caption)
+        if img:
+            checks.add(img)
+    if checks.blocks:
+        out.append(checks)
+
+    if latent_figures and trainer.kind != "translation":
+        section = latent_section(rid, tmp)
+        if section is not None:
+            out.append(section)
+    return out
+
+
+def _spread(items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    idx = np.linspace(0, len(items) - 1, k).round().astype(int)
+    return [items[i] for i in sorted(set(idx))]
+
+
+def latent_section(run_id: str, tmp: Path) -> Section | None:
+    path = tracking.download_artifact(run_id, "checkpoints/generator.pt", tmp)
+    if path is None:
+        return None
+    try:
+        trainer = latent.load_generator(checkpoint.load(path))
+    except Exception as e:  # noqa: BLE001 - an old or foreign checkpoint: say so, keep the report
+        return Section("Latent space", [Text(f"latent figures unavailable: {e}", "note")], level=3)
+    section = Section("Latent space", level=3)
+    section.add(png(latent.interpolation(trainer), "spherical interpolation between fixed latent vectors "
+                                                    "(one pair per row)"))
+    dataset = trainer.cfg.dataset
+    if trainer.kind == "image" and dataset in classifier.SUPPORTED:
+        ext = features.get("lenet", dataset)
+        picture, rows = latent.class_arithmetic(trainer, ext, data.get_spec(dataset).classes)
+        if picture is not None:
+            section.add(png(picture, "class directions: each row walks from the mean latent of one class (as the "
+                                      "domain classifier labels the samples) to another's"))
+            section.add(Table(["from", "to", "z - mean(from) + mean(to) labelled 'to'", "latents"],
+                              [[r["from"], r["to"], f"{r['moved']:.0%}", r["n"]] for r in rows],
+                              caption="latent arithmetic, checked by the domain classifier"))
+    return section

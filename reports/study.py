@@ -1,0 +1,71 @@
+"""A study's report: the summary (best trial vs the paper's default), the trials table, Optuna's
+plots, and the trial runs compared."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.compare import comparison
+from reports.document import Document, Section, Table, Text
+from reports.sources import artifact_png, json_artifact, rows
+from suite import tracking
+from suite.errors import ConfigError
+
+
+def study_parent(name: str):
+    found = tracking.find_runs(f"tags.`suite.study` = '{name}' and tags.`suite.kind` = 'study'")
+    if not found:
+        raise ConfigError(f"no study named '{name}' in {tracking.paths.tracking_uri()}")
+    return found[0]
+
+
+def report_study(name: str) -> tuple[Document, str]:
+    parent = study_parent(name)
+    pid = parent.info.run_id
+    children = tracking.find_runs(f"tags.mlflow.parentRunId = '{pid}'")
+    doc = Document(f"Study {name}", f"{parent.data.tags.get('suite.recipe')} · objective "
+                                    f"{parent.data.tags.get('suite.objective')} ({parent.data.tags.get('suite.direction')})"
+                                    f" · sampler {parent.data.tags.get('suite.sampler')} · pruner "
+                                    f"{parent.data.tags.get('suite.pruner')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        summary = json_artifact(pid, "study/summary.json", tmp) or {}
+        top = doc.add(Section("Summary"))
+        if "best_value" in summary:
+            line = (f"Best trial #{summary['best_trial']}: {summary['metric']} = {summary['best_value']:.4g} with "
+                    + ", ".join(f"{k} = {v:.3g}" for k, v in summary["best_params"].items()))
+            if summary.get("default_value") is not None:
+                d, b = summary["default_value"], summary["best_value"]
+                line += f". The paper's default scored {d:.4g}: tuning moved the objective by {(b - d) / abs(d):+.1%}."
+            top.add(Text(line))
+        top.add(Text(f"{summary.get('trials', 0)} trials: {summary.get('complete', 0)} complete, "
+                     f"{summary.get('pruned', 0)} pruned, {summary.get('failed', 0)} failed."))
+        csv = tracking.download_artifact(pid, "study/trials.csv", tmp)
+        if csv:
+            df = pd.read_csv(csv)
+            if "duration" in df:  # pandas writes timedeltas as '0 days 00:01:41.2'
+                df["duration"] = pd.to_timedelta(df["duration"]).dt.total_seconds().map(
+                    lambda v: None if np.isnan(v) else f"{v:.0f} s")
+            params = [c for c in df.columns if c.startswith("params_")]
+            keep = ["number", "state", "value", *params, "user_attrs_slot", "duration", "user_attrs_reason"]
+            df = df[[c for c in keep if c in df.columns]]  # the long free-text reason last
+            best = df["value"].idxmin() if summary.get("direction", "minimize") == "minimize" else df["value"].idxmax()
+            top.add(Table([c.replace("params_", "").replace("user_attrs_", "") for c in df.columns], rows(df),
+                          sortable=True, highlight=int(best) if df["value"].notna().any() else None,
+                          caption="trials (highlighted: best); slot 0 holds the paper's defaults"))
+        plots = doc.add(Section("Optuna plots"))
+        for key, caption in (("optimization_history", "optimization history: objective per trial and best so far"),
+                             ("param_importances", "parameter importance (fANOVA)"),
+                             ("parallel_coordinate", "parallel coordinates of the trials' parameters")):
+            img = artifact_png(pid, f"study/{key}.png", tmp, caption)
+            if img:
+                plots.add(img)
+        if children:
+            for s in comparison(children):
+                s.title = "Trial runs"
+                doc.add(s)
+    return doc, pid

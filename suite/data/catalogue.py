@@ -1,0 +1,299 @@
+"""The datasets the suite knows, each registered with how to load it, where its files are and
+how to get it; and `load`, which every layer above calls.
+
+    python -m suite list     # recipes and the dataset each trains on
+
+Small datasets (2D mixtures, digits, Fashion-MNIST, MNIST) are held in memory as tensors in
+[-1, 1]; large ones (CelebA, LSUN, horse2zebra) are read from files by a DataLoader. A dataset
+that is not present raises DatasetNotFound naming where it looked and how to get it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from suite import paths
+from suite.data.readers import (ImageFiles, LMDBImages, UnpairedFiles, find_file, image_files, read_idx, resize,
+                                to_unit_range, transform)
+from suite.data.spec import DATASETS, DatasetSpec, Loaded, PairSource, TensorSource, get_spec, register
+from suite.errors import DataError, DatasetNotFound
+
+# --------------------------------------------------------------------------- 2D mixtures
+
+
+def mixture_modes(name: str) -> tuple[torch.Tensor, float]:
+    """Mode centres and std of the VEEGAN / PacGAN toy mixtures."""
+    if name == "ring8":
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        return torch.stack([2 * torch.cos(angles), 2 * torch.sin(angles)], 1).float(), 0.02
+    if name == "grid25":
+        v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+        return torch.cartesian_prod(v, v), 0.05
+    raise KeyError(name)
+
+
+def sample_mixture(name: str, n: int, seed: int) -> TensorSource:
+    modes, std = mixture_modes(name)
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, len(modes), (n,), generator=g)
+    x = modes[labels] + std * torch.randn(n, 2, generator=g)
+    return TensorSource(x, labels)
+
+
+def _load_mixture(name: str):
+    def load(**_) -> Loaded:
+        modes, std = mixture_modes(name)
+        return Loaded(name, "points", sample_mixture(name, 50_000, seed=0), sample_mixture(name, 10_000, seed=1),
+                      (2,), {"modes": modes, "std": std})
+
+    return load
+
+
+# --------------------------------------------------------------------------- IDX (Fashion-MNIST, MNIST)
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class IdxFolders:
+    """Where one IDX dataset may lie: --data-root, a Debian package, torchvision's layout."""
+
+    def __init__(self, folder_names: tuple[str, ...], system_dirs: tuple[str, ...], tv_class: str):
+        self.folder_names, self.system_dirs, self.tv_class = folder_names, system_dirs, tv_class
+
+    def folders(self, data_root=None) -> list[Path]:
+        out = []
+        for root in paths.data_roots(data_root):
+            out += [root] + [root / f for f in self.folder_names] + [root / self.tv_class / "raw"]
+        out += [Path(d) for d in self.system_dirs]
+        out.append(paths.home() / "data" / self.tv_class / "raw")
+        return list(dict.fromkeys(out))
+
+    def split_files(self, folders: list[Path]) -> dict[str, tuple[Path | None, Path | None]]:
+        """(images, labels) file of each split, None where absent."""
+        return {split: (find_file(folders, img), find_file(folders, lab)) for split, (img, lab) in IDX_FILES.items()}
+
+    def files(self, data_root=None) -> list[Path | None]:
+        return [p for pair in self.split_files(self.folders(data_root)).values() for p in pair]
+
+    def loader(self, name: str, classes: tuple[str, ...]):
+        def load(data_root=None, download=False, **_) -> Loaded:
+            folders = self.folders(data_root)
+            found = self.split_files(folders)
+            if found["train"][0] is None and download:
+                import torchvision  # heavy optional: only --download fetches with it
+
+                getattr(torchvision.datasets, self.tv_class)(str(paths.home() / "data"), download=True)
+                found = self.split_files(folders)
+            splits = {}
+            for split, (img, lab) in found.items():
+                if img is None or lab is None:
+                    raise DatasetNotFound(
+                        f"dataset '{name}' not found: looked for {IDX_FILES[split][0]}[.gz] in "
+                        f"{', '.join(map(str, folders))}. {DATASETS[name].how_to_get}")
+                x = torch.from_numpy(read_idx(img).copy()).unsqueeze(1)
+                y = torch.from_numpy(read_idx(lab).astype(np.int64))
+                if len(x) != len(y):
+                    raise DataError(f"{img}: {len(x)} images but {len(y)} labels")
+                splits[split] = TensorSource(to_unit_range(x), y)
+            return Loaded(name, "image", splits["train"], splits["test"], (1, 28, 28), {"classes": classes})
+
+        return load
+
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+FASHION_FILES = IdxFolders(("fashion_mnist", "fashion-mnist"), ("/usr/share/datasets/fashion-mnist",), "FashionMNIST")
+MNIST_FILES = IdxFolders(("mnist", "MNIST/raw"), ("/usr/share/datasets/mnist",), "MNIST")
+
+
+# --------------------------------------------------------------------------- scikit-learn digits
+
+
+def _digits_files(data_root=None) -> list[Path | None]:
+    import sklearn.datasets  # heavy optional: only the digits dataset
+
+    path = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"  # the file load_digits reads
+    return [path if path.is_file() else None]
+
+
+def _load_digits(**_) -> Loaded:
+    from sklearn.datasets import load_digits  # heavy optional: only the digits dataset
+
+    d = load_digits()
+    x = torch.from_numpy(d.images).float().div(16).mul(2).sub(1).unsqueeze(1)
+    y = torch.from_numpy(d.target).long()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    train, test = perm[:1500], perm[1500:]  # fixed held-out split of 297 digits
+    return Loaded("digits", "image", TensorSource(x[train], y[train]), TensorSource(x[test], y[test]), (1, 8, 8),
+                  {"classes": DIGIT_CLASSES})
+
+
+# --------------------------------------------------------------------------- fashion_unpaired
+
+
+def restyle(x: torch.Tensor) -> torch.Tensor:
+    """Domain B of `fashion_unpaired`: a fixed, invertible, label-preserving restyling of A
+    (inverted intensities through a square-root tone curve: dark garments on a white ground)."""
+    unit = (x + 1) / 2
+    return (1 - unit.clamp(0, 1).sqrt()) * 2 - 1
+
+
+def unrestyle(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `restyle`: the ground-truth B -> A translation."""
+    unit = (x + 1) / 2
+    return (1 - unit.clamp(0, 1)).square() * 2 - 1
+
+
+def _load_fashion_unpaired(**kw) -> Loaded:
+    base = DATASETS["fashion_mnist"].load(**kw)
+
+    def split(src: TensorSource, seed: int) -> PairSource:
+        perm = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))
+        half = len(src) // 2
+        ia, ib = perm[:half], perm[half:]  # disjoint halves: no image appears in both domains
+        return PairSource(TensorSource(src.x[ia], src.y[ia]), TensorSource(restyle(src.x[ib]), src.y[ib]))
+
+    return Loaded("fashion_unpaired", "unpaired", split(base.train, 0), split(base.test, 1), (1, 28, 28),
+                  {"classes": FASHION_CLASSES, "restyle": "restyle", "paired_truth": True})
+
+
+# --------------------------------------------------------------------------- file-backed
+
+
+def _candidates(data_root, names: tuple[str, ...]) -> list[Path]:
+    out = []
+    for root in paths.data_roots(data_root):
+        out += [root / n for n in names] + [root]
+    return list(dict.fromkeys(out))
+
+
+def _missing(name: str, looked: list[Path]) -> DatasetNotFound:
+    return DatasetNotFound(f"dataset '{name}' not found: looked in {', '.join(map(str, looked))}. "
+                           f"{DATASETS[name].how_to_get}")
+
+
+def _load_celeba(data_root=None, download=False, image_size=64, **_) -> Loaded:
+    looked = _candidates(data_root, ("celeba/img_align_celeba", "img_align_celeba", "celeba"))
+    if download:
+        import torchvision  # heavy optional: only --download fetches with it
+
+        torchvision.datasets.CelebA(str(paths.home() / "data"), download=True)
+        looked.insert(0, paths.home() / "data" / "celeba" / "img_align_celeba")
+    for folder in looked:
+        files = image_files(folder) if folder.is_dir() else []
+        if files:
+            ds = ImageFiles(files, transform(image_size))
+            return Loaded("celeba", "image", ds, None, (3, image_size, image_size), {"root": str(folder)})
+    raise _missing("celeba", looked)
+
+
+def _load_lsun(data_root=None, image_size=64, split="train", **_) -> Loaded:
+    looked = _candidates(data_root, ("bedroom_train_lmdb", "lsun/bedroom_train_lmdb", "lsun/bedroom", "bedroom", "lsun"))
+    for folder in looked:
+        if (folder / "data.mdb").is_file():
+            ds = LMDBImages(folder, transform(image_size))
+        elif folder.is_dir() and (files := image_files(folder)):
+            ds = ImageFiles(files, transform(image_size))
+        else:
+            continue
+        return Loaded("lsun_bedroom", "image", ds, None, (3, image_size, image_size), {"root": str(folder)})
+    raise _missing("lsun_bedroom", looked)
+
+
+def _load_horse2zebra(data_root=None, download=False, image_size=256, load_size=286, flip=True, **_) -> Loaded:
+    looked = _candidates(data_root, ("horse2zebra",))
+    if download:
+        from torchvision.datasets.utils import download_and_extract_archive  # heavy optional: --download
+
+        url = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip"
+        download_and_extract_archive(url, str(paths.home() / "data"))
+        looked.insert(0, paths.home() / "data" / "horse2zebra")
+    for folder in looked:
+        parts = {p: image_files(folder / p) if (folder / p).is_dir() else [] for p in ("trainA", "trainB", "testA", "testB")}
+        if parts["trainA"] and parts["trainB"]:
+            train_tf, test_tf = transform(image_size, load_size, flip), transform(image_size)
+            train = UnpairedFiles(ImageFiles(parts["trainA"], train_tf), ImageFiles(parts["trainB"], train_tf))
+            test = None
+            if parts["testA"] and parts["testB"]:
+                test = UnpairedFiles(ImageFiles(parts["testA"], test_tf), ImageFiles(parts["testB"], test_tf))
+            return Loaded("horse2zebra", "unpaired", train, test, (3, image_size, image_size), {"root": str(folder)})
+    raise _missing("horse2zebra", looked)
+
+
+_ENV = "pass --data-root DIR (or set SUITE_DATA_ROOT=DIR)"
+register(DatasetSpec("ring8", "points", "8 Gaussians on a circle of radius 2, std 0.02 (VEEGAN/PacGAN)",
+                     "", 0, _load_mixture("ring8"), channels=2))
+register(DatasetSpec("grid25", "points", "25 Gaussians on a 5x5 grid, spacing 2, std 0.05 (VEEGAN/PacGAN)",
+                     "", 0, _load_mixture("grid25"), channels=2))
+register(DatasetSpec("digits", "image", "scikit-learn's 1,797 8x8 handwritten digits (1,500 train / 297 test)",
+                     "It ships with scikit-learn: pip install scikit-learn.", 8, _load_digits, DIGIT_CLASSES,
+                     files=_digits_files))
+register(DatasetSpec(
+    "fashion_mnist", "image", "Fashion-MNIST, 60k train / 10k test, 28x28 grey",
+    f"Install it with `apt-get install dataset-fashion-mnist` (Debian), put the IDX files in a folder and {_ENV}, "
+    "or add --download to fetch it with torchvision.", 28,
+    FASHION_FILES.loader("fashion_mnist", FASHION_CLASSES), FASHION_CLASSES, files=FASHION_FILES.files))
+register(DatasetSpec(
+    "mnist", "image", "MNIST, 60k train / 10k test, 28x28 grey",
+    f"Put the four IDX files (yann.lecun.com/exdb/mnist) in a folder and {_ENV}, or add --download to fetch it "
+    "with torchvision.", 28, MNIST_FILES.loader("mnist", DIGIT_CLASSES), DIGIT_CLASSES, files=MNIST_FILES.files))
+register(DatasetSpec("fashion_unpaired", "unpaired",
+                     "Fashion-MNIST split in two disjoint halves; domain B = inverted, tone-curved A (known inverse)",
+                     DATASETS["fashion_mnist"].how_to_get, 28, _load_fashion_unpaired, FASHION_CLASSES,
+                     evaluated_as="fashion_mnist"))
+register(DatasetSpec(
+    "celeba", "image", "CelebA aligned faces (img_align_celeba), 202,599 images",
+    f"Download img_align_celeba.zip (mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip it under DIR/celeba and {_ENV}; "
+    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba, channels=3, has_test=False))
+register(DatasetSpec(
+    "lsun_bedroom", "image", "LSUN bedrooms (lmdb or an image folder)",
+    f"Fetch it with `python download.py -c bedroom` from github.com/fyu/lsun, unzip bedroom_train_lmdb under DIR and "
+    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3, has_test=False))
+register(DatasetSpec(
+    "horse2zebra", "unpaired", "CycleGAN horse2zebra (trainA/trainB/testA/testB)",
+    "Download efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip, unzip it under DIR and "
+    f"{_ENV}, or add --download.", 256, _load_horse2zebra, channels=3))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(name: str, *, data_root=None, download: bool = False, image_size: int = 0, load_size: int = 0,
+         flip: bool = False, subset: int = 0) -> Loaded:
+    """Load a registered dataset; in-memory images are resized to `load_size or image_size`;
+    `subset` keeps the first N training examples (of each domain)."""
+    spec = get_spec(name)
+    size = image_size or spec.native_size
+    loaded = spec.load(data_root=data_root, download=download, image_size=size, load_size=load_size, flip=flip)
+    if subset:
+        loaded.train = _subset(loaded.train, subset)
+    if spec.kind != "points" and isinstance(loaded.train, (TensorSource, PairSource)):
+        stored = max(load_size, size)
+        loaded.train = _resized(loaded.train, stored)
+        loaded.test = _resized(loaded.test, size) if loaded.test is not None else None
+        loaded.shape = (loaded.shape[0], size, size)
+    return loaded
+
+
+def _subset(src, n: int):
+    if isinstance(src, PairSource):
+        return PairSource(_subset(src.a, n), _subset(src.b, n))
+    if isinstance(src, UnpairedFiles):
+        return UnpairedFiles(_subset(src.a, n), _subset(src.b, n))
+    if isinstance(src, TensorSource):
+        return TensorSource(src.x[:n], None if src.y is None else src.y[:n])
+    if isinstance(src, ImageFiles):
+        return ImageFiles(src.files[:n], src.transform)
+    return torch.utils.data.Subset(src, range(min(n, len(src))))
+
+
+def _resized(src, size):
+    if isinstance(src, PairSource):
+        return PairSource(_resized(src.a, size), _resized(src.b, size))
+    return TensorSource(resize(src.x, size), src.y)

@@ -1,0 +1,172 @@
+"""The shape of the code (docs/architecture.md): imports point down the layers, recipes and
+evaluation never import each other, the harness names no family, a family knows no MLflow,
+and no project module is imported inside a function.
+
+    python -m tests.test_architecture [ROOT]    # list the violations of any checkout
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+PACKAGES = ("suite", "recipes", "evaluation", "reports")
+# Longest matching prefix wins. A new module must be placed here (the test says so).
+LAYERS = {
+    "suite": 0,  # foundation: errors, paths, checkpoint, images, progress, tracking, metric writer
+    "suite.data": 1,
+    "recipes": 2,
+    "evaluation": 2,
+    "reports": 3,
+    **{f"suite.{m}": 4 for m in ("harness", "tune", "tune_space", "tune_storage", "tune_summary", "evaluate_run",
+                                 "cli", "ui", "__main__")},
+}
+FOUNDATION = {"suite"} | {f"suite.{m}" for m in ("errors", "paths", "checkpoint", "images", "progress", "tracking",
+                                     "metric_writer")}
+SIDEWAYS = {("recipes", "evaluation"), ("evaluation", "recipes")}
+FAMILY_WORDS = ("wgan", "cyclegan", "dcgan", "cnn_gan", "WGAN", "CycleGAN", "DCGAN")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer(module: str) -> int | None:
+    best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len, default=None)
+    if best == "suite" and module not in FOUNDATION:
+        return None  # a module of the suite package that nobody placed
+    return LAYERS[best] if best else None
+
+
+def imports(tree: ast.Module, module: str):
+    """(imported module, line, inside a function?) for every import of a project module."""
+    package = module if module.count(".") == 0 else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        yield node, [n for n in names if n.split(".")[0] in PACKAGES]
+
+
+def function_ranges(tree: ast.Module) -> list[tuple[int, int]]:
+    return [(n.lineno, n.end_lineno) for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def violations(root: Path) -> list[str]:
+    out = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            module = module_name(path, root)
+            src = path.read_text()
+            tree = ast.parse(src)
+            lines = src.splitlines()
+            here = layer(module)
+            if here is None:
+                out.append(f"{module}: not placed in a layer (tests/test_architecture.py LAYERS)")
+                continue
+            funcs = function_ranges(tree)
+            in_function = lambda line: any(a < line <= b for a, b in funcs)  # noqa: E731
+            for node, names in imports(tree, module):
+                inside = in_function(node.lineno)
+                if not names and inside:
+                    comment = lines[node.lineno - 1] + (lines[node.lineno - 2] if node.lineno > 1 else "")
+                    if "#" not in comment:
+                        out.append(f"{module}:{node.lineno}: import inside a function without a comment saying why")
+                for name in names:
+                    target = next((m for m in (name, name.rsplit(".", 1)[0]) if layer(m) is not None), None)
+                    if target is None:
+                        continue
+                    there = layer(target)
+                    top, top_there = module.split(".")[0], target.split(".")[0]
+                    if inside:
+                        out.append(f"{module}:{node.lineno}: imports {target} inside a function")
+                    if there > here:
+                        out.append(f"{module}:{node.lineno}: imports {target} from a layer above")
+                    if (top, top_there) in SIDEWAYS:
+                        out.append(f"{module}:{node.lineno}: imports {target} sideways (recipes <-> evaluation)")
+                    if top == "recipes" and target == "suite.tracking":
+                        out.append(f"{module}:{node.lineno}: a family imports the MLflow tracker")
+            if top_level_mlflow(tree) and module != "suite.tracking" and module != "suite.metric_writer":
+                out.append(f"{module}: imports mlflow (only suite.tracking talks to MLflow)")
+    harness = ast.parse((root / "suite" / "harness.py").read_text())
+    words = code_words(harness)
+    for word in FAMILY_WORDS:
+        if any(word in w for w in words):
+            out.append(f"suite.harness names the family '{word}'")
+    for node, names in imports(harness, "suite.harness"):
+        out += [f"suite.harness imports the family module {n}" for n in names
+                if n.startswith("recipes.") and n.split(".")[1] not in ("registry", "base")]
+    return list(dict.fromkeys(out))
+
+
+def code_words(tree: ast.Module) -> list[str]:
+    """Identifiers and string constants of a module, its docstring (usage examples) left out."""
+    doc = tree.body[0].value if tree.body and isinstance(tree.body[0], ast.Expr) else None
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            out.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            out.append(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node is not doc:
+            out.append(node.value)
+        elif isinstance(node, (ast.alias,)):
+            out.append(node.name)
+    return out
+
+
+def top_level_mlflow(tree: ast.Module) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlflow" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlflow":
+            return True
+    return False
+
+
+def test_imports_point_down_the_layers_and_the_harness_names_no_family():
+    assert violations(ROOT) == []
+
+
+def test_the_checker_catches_each_kind_of_violation(tmp_path):
+    """Plant one of each violation in a copy-sized tree: the checker must name every one."""
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "suite" / "data").mkdir()
+    (tmp_path / "suite" / "data" / "__init__.py").write_text("from recipes.base import DataInfo\n")
+    (tmp_path / "suite" / "harness.py").write_text("from recipes import wgan\n\n\ndef f():\n    import json\n")
+    (tmp_path / "evaluation" / "evaluate.py").write_text("def f():\n    from suite import harness\n")
+    (tmp_path / "recipes" / "gan.py").write_text("from evaluation import fid\nfrom suite import tracking\n")
+    (tmp_path / "reports" / "build.py").write_text("from suite.tune import infer_direction\nimport mlflow\n")
+    (tmp_path / "suite" / "newthing.py").write_text("")
+    found = "\n".join(violations(tmp_path))
+    for needle in ("suite.data:1: imports recipes.base from a layer above",
+                   "evaluation.evaluate:2: imports suite.harness inside a function",
+                   "evaluation.evaluate:2: imports suite.harness from a layer above",
+                   "recipes.gan:1: imports evaluation.fid sideways",
+                   "recipes.gan:2: a family imports the MLflow tracker",
+                   "reports.build:1: imports suite.tune from a layer above",
+                   "reports.build: imports mlflow",
+                   "suite.harness:5: import inside a function without a comment",
+                   "suite.harness names the family 'wgan'",
+                   "suite.harness imports the family module recipes.wgan",
+                   "suite.newthing: not placed in a layer"):
+        assert needle in found, found
+
+
+if __name__ == "__main__":
+    for line in violations(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT):
+        print(line)
