@@ -24,7 +24,7 @@ from evaluation.defaults import DEFAULTS
 from evaluation.evaluate import Context, Options
 from recipes import registry
 from reports import build
-from suite import data, harness, tune, ui
+from suite import data, harness, tune, tune_space, ui
 from suite.errors import ConfigError, SuiteError
 from suite.evaluate_run import evaluate_run
 
@@ -134,7 +134,7 @@ def cmd_tune(args) -> int:
     overrides = parse_sets(args.set)
     cfg = harness.resolve_config(args.recipe, overrides, max_steps=args.max_steps)
     spec = tune.StudySpec(
-        recipe=args.recipe, trials=args.trials, timeout=args.timeout, params=tune.parse_space(args.params, cfg),
+        recipe=args.recipe, trials=args.trials, timeout=args.timeout, params=tune_space.parse_space(args.params, cfg),
         metric=args.metric, direction=args.direction, storage=args.storage, study_name=args.study_name,
         workers=args.workers, pruner=args.pruner, sampler=args.sampler, seed=args.seed, overrides=overrides,
         max_steps=args.max_steps, device=args.device, data_root=args.data_root)

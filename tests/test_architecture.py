@@ -60,6 +60,16 @@ def imports(tree: ast.Module, module: str):
         yield node, [n for n in names if n.split(".")[0] in PACKAGES]
 
 
+def as_module(name: str, root: Path) -> str | None:
+    """`a.b.c` -> the module it names: a.b.c if that file or package exists, else a.b (c is an
+    attribute of it)."""
+    for candidate in (name, name.rsplit(".", 1)[0]):
+        path = root.joinpath(*candidate.split("."))
+        if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+            return candidate
+    return None
+
+
 def function_ranges(tree: ast.Module) -> list[tuple[int, int]]:
     return [(n.lineno, n.end_lineno) for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
@@ -85,8 +95,8 @@ def violations(root: Path) -> list[str]:
                     if "#" not in comment:
                         out.append(f"{module}:{node.lineno}: import inside a function without a comment saying why")
                 for name in names:
-                    target = next((m for m in (name, name.rsplit(".", 1)[0]) if layer(m) is not None), None)
-                    if target is None:
+                    target = as_module(name, root)
+                    if target is None or layer(target) is None:
                         continue
                     there = layer(target)
                     top, top_there = module.split(".")[0], target.split(".")[0]
@@ -152,6 +162,8 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path):
     (tmp_path / "recipes" / "gan.py").write_text("from evaluation import fid\nfrom suite import tracking\n")
     (tmp_path / "reports" / "build.py").write_text("from suite.tune import infer_direction\nimport mlflow\n")
     (tmp_path / "suite" / "newthing.py").write_text("")
+    for module in ("recipes/base", "recipes/wgan", "evaluation/fid", "suite/tracking", "suite/tune"):
+        (tmp_path / f"{module}.py").touch()
     found = "\n".join(violations(tmp_path))
     for needle in ("suite.data:1: imports recipes.base from a layer above",
                    "evaluation.evaluate:2: imports suite.harness inside a function",

@@ -6,7 +6,7 @@ import json
 
 
 from recipes import registry
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_main
 
 
 def test_list_shows_every_recipe_with_family_dataset_and_size():
@@ -22,7 +22,7 @@ def test_list_shows_every_recipe_with_family_dataset_and_size():
 
 
 def test_show_prints_the_resolved_config_as_json():
-    proc = run_cli("show", "wgan_lsun", "--set", "lr_d=1e-4", "--seed", "7")
+    proc = run_main("show", "wgan_lsun", "--set", "lr_d=1e-4", "--seed", "7")
     assert proc.returncode == 0, proc.stderr
     resolved = json.loads(proc.stdout)
     assert resolved["recipe"] == "wgan_lsun" and resolved["family"] == "wgan"

@@ -10,7 +10,7 @@ import torch
 
 from suite import data
 from suite.errors import DatasetNotFound
-from tests.helpers import TINY_DC, assert_one_line_error, run_cli, sets
+from tests.helpers import TINY_DC, assert_one_line_error, run_main, sets
 
 
 def test_mixtures_have_the_classic_modes_and_spread():
@@ -71,7 +71,7 @@ def test_missing_dataset_names_where_it_looked_and_how_to_get_it(suite_home, tmp
 
 
 def test_run_wgan_lsun_without_lsun_fails_in_one_line_and_logs_nothing(suite_home, mlflow_client):
-    proc = run_cli("run", "wgan_lsun", env={"SUITE_HOME": str(suite_home), "HOME": str(suite_home.parent)})
+    proc = run_main("run", "wgan_lsun", env={"SUITE_HOME": str(suite_home), "HOME": str(suite_home.parent)})
     assert_one_line_error(proc, "lsun_bedroom", "not found", "--data-root")
     assert proc.returncode == 2
     assert mlflow_client.search_runs([e.experiment_id for e in mlflow_client.search_experiments()]) == []
@@ -103,7 +103,7 @@ def make_lsun_lmdb(root, n=40):
 def test_lsun_lmdb_made_here_trains_wgan_lsun(suite_home, tmp_path, mlflow_client):
     make_lsun_lmdb(tmp_path / "lsun")
     over = {"ngf": 4, "ndf": 4, "batch_size": 8, "critic_burst": 2, "num_workers": 0}
-    proc = run_cli("run", "wgan_lsun", "--max-steps", "3", "--data-root", str(tmp_path / "lsun"), *sets(over),
+    proc = run_main("run", "wgan_lsun", "--max-steps", "3", "--data-root", str(tmp_path / "lsun"), *sets(over),
                    env={"SUITE_HOME": str(suite_home)})
     assert proc.returncode == 0, proc.stderr
     run = mlflow_client.get_run(proc.stdout.split()[-1])
@@ -160,5 +160,5 @@ def test_unpaired_stream_augments_deterministically():
 
 
 def test_cli_trains_on_digits_with_tiny_networks(suite_home):
-    proc = run_cli("run", "dcgan_digits", "--max-steps", "4", *sets(TINY_DC), env={"SUITE_HOME": str(suite_home)})
+    proc = run_main("run", "dcgan_digits", "--max-steps", "4", *sets(TINY_DC), env={"SUITE_HOME": str(suite_home)})
     assert proc.returncode == 0, proc.stderr

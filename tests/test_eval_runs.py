@@ -6,7 +6,7 @@ import json
 
 from evaluation.metrics import metric_name
 from suite import harness, paths
-from tests.helpers import TINY_DC, run_cli, sets
+from tests.helpers import TINY_DC, run_main, sets
 
 
 def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, mlflow_client):
@@ -27,7 +27,7 @@ def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, ml
     # mode hopping over time: the class histogram is logged at every evaluation
     assert len(mlflow_client.get_metric_history(run_id, "class_share/3")) == 3
 
-    proc = run_cli("evaluate", run_id, "--checkpoint", "best", "--n", "500", "--json",
+    proc = run_main("evaluate", run_id, "--checkpoint", "best", "--n", "500", "--json",
                    env={"SUITE_HOME": str(suite_home)})
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -51,7 +51,7 @@ def test_cyclegan_fashion_is_judged_by_known_ground_truth(suite_home, mlflow_cli
 
 
 def test_cli_run_evaluates_at_the_end_by_default(suite_home, mlflow_client):
-    proc = run_cli("run", "gan_ring8", "--max-steps", "30", *sets({"eval_n": 2000, "g_hidden": "32,32",
+    proc = run_main("run", "gan_ring8", "--max-steps", "30", *sets({"eval_n": 2000, "g_hidden": "32,32",
                                                                    "d_hidden": "32", "n_sample": 200}),
                    env={"SUITE_HOME": str(suite_home)})
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,7 @@ from evaluation import collapse, evaluate, features, fid, isc, kid, memorization
 from evaluation.metrics import metric_name
 from evaluation.neighbours import knn
 from suite import data
-from tests.helpers import run_cli
+from tests.helpers import run_main
 
 
 def correlated(n, d, seed, shift=0.0):
@@ -237,7 +237,7 @@ def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
 def test_evaluate_samples_json(tmp_path, suite_home, fashion):
     path = tmp_path / "s.npy"
     np.save(path, fashion.test.x[:2000, 0].add(1).mul(127.5).round().byte().numpy())  # N x H x W uint8
-    proc = run_cli("evaluate", "--samples", str(path), "--dataset", "fashion_mnist", "--json")
+    proc = run_main("evaluate", "--samples", str(path), "--dataset", "fashion_mnist", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) >= {"metrics", "checks"}

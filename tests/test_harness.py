@@ -13,7 +13,7 @@ import torch
 from recipes import dcgan, registry
 from suite import checkpoint, harness, paths
 from suite.errors import TrainingDiverged
-from tests.helpers import ROOT, TINY_DC, run_cli, sets
+from tests.helpers import ROOT, TINY_DC, run_cli, run_main, sets
 
 
 def train(recipe, steps, **over):
@@ -116,6 +116,7 @@ def _wait_for_step(client, run_id, at_least, proc, timeout=120):
     raise AssertionError("run did not reach the step in time")
 
 
+@pytest.mark.slow  # kills a training process
 def test_sigkill_then_resume_continues_the_same_run_exactly(suite_home, mlflow_client):
     over = {"checkpoint_every": 40, "sample_every": 1000, "ngf": 16, "ndf": 16}
     args = ["run", "dcgan_digits", "--max-steps", "160", *sets(over)]
@@ -154,7 +155,7 @@ def test_sigkill_then_resume_continues_the_same_run_exactly(suite_home, mlflow_c
 
 
 def test_progress_prints_plain_lines_when_not_a_tty(suite_home):
-    proc = run_cli("run", "dcgan_digits", "--max-steps", "5", *sets(TINY_DC), env={"SUITE_HOME": str(suite_home)})
+    proc = run_main("run", "dcgan_digits", "--max-steps", "5", *sets(TINY_DC), env={"SUITE_HOME": str(suite_home)})
     assert proc.returncode == 0
     assert "dcgan_digits: 5 steps in" in proc.stderr and "steps/s" in proc.stderr
     assert "\r" not in proc.stderr  # no bar redraws in logs

@@ -2,6 +2,8 @@
 
 Every bad-input case runs against one populated store and must leave it exactly as it was:
 one line on stderr, no traceback, a non-zero exit, no run left RUNNING, nothing logged changed.
+The cases run in this process through `suite.cli.main`; those in SUBPROCESS run as real
+`python -m suite` processes too, proving the entry point, its exit codes and its stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY_DC, assert_one_line_error, run_cli, sets
+from tests.helpers import ROOT, TINY_DC, assert_one_line_error, run_cli, run_main, sets
 from tests.servers import free_port
 
 TINY_RUN = ["--max-steps", "4", *sets({**TINY_DC, "sample_every": 2})]
@@ -38,7 +40,7 @@ def store(tmp_path_factory):
     env = {"SUITE_HOME": str(home), "HOME": str(tmp)}
     ids = {}
     for name in ("kept", "victim"):
-        proc = run_cli("run", "dcgan_digits", *TINY_RUN, "--set", "eval_every=0", env=env)
+        proc = run_main("run", "dcgan_digits", *TINY_RUN, "--set", "eval_every=0", env=env)
         assert proc.returncode == 0, proc.stderr
         ids[name] = proc.stdout.split()[-1]
     from suite import paths
@@ -156,6 +158,11 @@ CASES = [
 ]
 
 
+# A parse error, an unknown name, bad samples, an unreachable store, a busy port: as processes.
+SUBPROCESS = {"frobnicate", "run-no_such_recipe", "evaluate---samples-nan.npy---dataset",
+              "run-dcgan_digits---max-steps-2", "ui---port-busy"}
+
+
 def case_id(case):
     args = case[0]
     return "-".join(a.replace("{", "").replace("}", "").split("/")[-1][:24] for a in args[:4]) or "empty"
@@ -177,7 +184,8 @@ def test_bad_input_is_one_line_and_leaves_the_store_alone(store, args, needles):
         else:
             argv.append(a)
     before, files_before = snapshot(store["home"]), sorted(store["files"].rglob("*"))
-    proc = run_cli(*argv, env=env, cwd=store["files"])
+    runner = run_cli if case_id((args, needles)) in SUBPROCESS else run_main
+    proc = runner(*argv, env=env, cwd=store["files"])
     assert_one_line_error(proc, *[n.format(**fill) for n in needles])
     after = snapshot(store["home"])
     assert after == before
@@ -186,6 +194,7 @@ def test_bad_input_is_one_line_and_leaves_the_store_alone(store, args, needles):
     assert not (store["files"] / "PWNED").exists()
 
 
+@pytest.mark.slow  # three processes at once
 def test_two_runs_and_an_evaluation_share_one_store_at_once(suite_home, mlflow_client, tmp_path):
     """Two training processes and an evaluation of a third run write to one SQLite store at
     the same time; every run finishes with every step's metrics, nothing is lost."""

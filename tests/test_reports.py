@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from suite import harness
-from tests.helpers import ROOT, TINY_DC, run_cli
+from tests.helpers import ROOT, TINY_DC, run_cli, run_main
 from tests.servers import render
 
 EVIL = "<script>alert(1)</script>"
@@ -30,6 +30,7 @@ def runs(tmp_path_factory):
         yield home, ids
 
 
+@pytest.mark.slow  # headless Chromium
 def test_run_comparison_report_renders_in_chromium(runs, tmp_path):
     home, ids = runs
     out = tmp_path / "report.html"
@@ -61,11 +62,11 @@ def test_single_run_report_is_logged_to_the_run_and_markdown_works(runs, tmp_pat
 
     home, ids = runs
     env = {"SUITE_HOME": str(home)}
-    proc = run_cli("report", ids[0], "-o", str(tmp_path / "one.html"), env=env)
+    proc = run_main("report", ids[0], "-o", str(tmp_path / "one.html"), env=env)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     assert "report/index.html" in {f.path for f in client.list_artifacts(ids[0], "report")}
-    md = run_cli("report", ids[0], "--format", "md", "-o", str(tmp_path / "one.md"), env=env)
+    md = run_main("report", ids[0], "--format", "md", "-o", str(tmp_path / "one.md"), env=env)
     assert md.returncode == 0, md.stderr
     text = (tmp_path / "one.md").read_text()
     pngs = list((tmp_path / "one_files").glob("*.png"))
@@ -73,6 +74,7 @@ def test_single_run_report_is_logged_to_the_run_and_markdown_works(runs, tmp_pat
     assert all(p.name in text for p in pngs)
 
 
+@pytest.mark.slow  # a study, then headless Chromium
 def test_experiment_and_study_reports(runs, tmp_path):
     home, _ = runs
     env = {"SUITE_HOME": str(home)}

@@ -37,6 +37,7 @@ def child_runs(client, parent_id):
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'")
 
 
+@pytest.mark.slow  # two worker processes
 def test_two_workers_run_exactly_n_trials_each_a_child_run(suite_home, tmp_path, mlflow_client):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     proc = run_cli(*tune_args(storage, "ring", 5, "--workers", "2"), env=env_for(suite_home))
@@ -70,6 +71,7 @@ def test_two_workers_run_exactly_n_trials_each_a_child_run(suite_home, tmp_path,
             "study/parallel_coordinate.png"} <= files
 
 
+@pytest.mark.slow  # eight trials
 def test_planted_hopeless_region_gets_pruned(suite_home, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     # lr_g below ~1e-7 cannot move the generator in 120 steps: those trials stay far off.
@@ -95,6 +97,7 @@ def test_failed_trials_are_recorded_with_the_reason_and_the_study_goes_on(suite_
     assert json.loads(proc.stdout)["failed"] == 3
 
 
+@pytest.mark.slow  # three study runs
 def test_rerunning_resumes_the_study(suite_home, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     env = env_for(suite_home)
@@ -108,6 +111,7 @@ def test_rerunning_resumes_the_study(suite_home, tmp_path):
     assert len(trials) == 3 and {t.number: (t.params, t.value) for t in trials if t.number in first} == first
 
 
+@pytest.mark.slow  # kills a worker process, waits out its heartbeat
 def test_a_worker_killed_mid_trial_is_retried_and_the_study_stays_consistent(suite_home, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), **env_for(suite_home)}
@@ -176,7 +180,7 @@ def test_two_hosts_share_a_postgres_study_and_an_mlflow_server(tmp_path, monkeyp
 
 CLAIMER = """
 import json, sys, optuna
-from suite.tune import claim, open_storage
+from suite.tune_storage import claim, open_storage
 study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1]))
 sys.stdin.readline()  # start together
 got = []

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from tests.helpers import ROOT, TINY_DC, run_cli, sets
 from tests.servers import free_port, mlflow_server, wait_http
 
 
+@pytest.mark.slow  # starts an MLflow server
 def test_a_suite_run_reads_back_over_the_tracking_servers_rest_api(tmp_path):
     with mlflow_server(tmp_path) as url:
         proc = run_cli("run", "dcgan_digits", "--max-steps", "12", *sets({**TINY_DC, "sample_every": 6}),
@@ -39,6 +41,7 @@ def test_a_suite_run_reads_back_over_the_tracking_servers_rest_api(tmp_path):
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n" and len(png.content) > 200
 
 
+@pytest.mark.slow  # starts an MLflow server
 def test_suite_ui_serves_the_local_store_on_loopback(suite_home):
     assert run_cli("run", "dcgan_digits", "--max-steps", "2", "--no-eval", *sets(TINY_DC)).returncode == 0
     port = free_port()
