@@ -59,6 +59,11 @@ class Result:
                 "suite.memorization": str(self.checks.get("memorization", {}).get("flagged", "not checked"))}
 
 
+def kid_subset_size(n: int, n_ref: int) -> int:
+    """The standard subset size, or all the samples there are (then named in the metric)."""
+    return min(DEFAULTS["kid_subset_size"], n, n_ref)
+
+
 class Context:
     """The reference side of one dataset under one extractor. `Context.shared` reuses one per
     process (a tuning worker evaluates many trials against the same reference)."""
@@ -119,10 +124,15 @@ class Context:
     def names(self, n: int) -> dict[str, str]:
         ext, ds = self.extractor.name, self.base
         train_n = self.ref("train")["n"]
+        kid_name = metric_name("kid", n, ext, ds, "train")
+        subset = kid_subset_size(n, train_n)
+        if subset != DEFAULTS["kid_subset_size"]:
+            kid_name += f"_subset{subset}"  # fewer samples than the standard subsets: another protocol
         return {
             "fid": metric_name("fid", n, ext, ds, "train"),
-            "kid": metric_name("kid", n, ext, ds, "train"),
-            "kid_std": metric_name("kid", n, ext, ds, "train") + "_std",
+            "fidinf": metric_name("fidinf", n, ext, ds, "train"),
+            "kid": kid_name,
+            "kid_std": kid_name + "_std",
             "is": metric_name("is", n, ext, ds),
             "is_std": metric_name("is", n, ext, ds) + "_std",
             **{m: metric_name(m, n, ext, ds, "train", min(n, train_n)) for m in ("precision", "recall", "density",
@@ -143,8 +153,10 @@ class Context:
         ref = self.ref("train")
         metrics = {names["fid"]: fid.frechet_distance(*fid.statistics(gen_f), ref["mu"], ref["sigma"])}
         if full and n >= 2:  # 100 kernel subsets: at the end of a run, not at every evaluation
-            k_mean, k_std = kid.kid(gen_f, ref["features"])
+            k_mean, k_std = kid.kid(gen_f, ref["features"], subset_size=kid_subset_size(n, ref["n"]))
             metrics.update({names["kid"]: k_mean, names["kid_std"]: k_std})
+            metrics[names["fidinf"]] = fid.fid_infinity(
+                gen_f, ref["mu"], ref["sigma"], seed=DEFAULTS["seed"])
         checks: dict[str, dict] = {}
         figs: dict = {}
         if self.kind == "points":

@@ -30,8 +30,13 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def kid(gen: torch.Tensor, real: torch.Tensor, subsets: int = DEFAULTS["kid_subsets"],
         subset_size: int = DEFAULTS["kid_subset_size"], seed: int = DEFAULTS["seed"]) -> tuple[float, float]:
-    """(mean, std) of the unbiased MMD^2 over `subsets` random subsets of `subset_size`."""
-    size = min(subset_size, len(gen), len(real))
+    """(mean, std) of the unbiased MMD^2 over `subsets` random subsets of `subset_size`. Like
+    torch-fidelity, fewer samples than `subset_size` are refused: the protocol never shrinks
+    silently (`kid_subset_size` says what to ask for, and the metric name carries it)."""
+    if subset_size > min(len(gen), len(real)) or subset_size < 2:
+        raise ValueError(f"KID subsets of {subset_size} need at least that many samples on each side "
+                         f"(got {len(gen)} generated, {len(real)} real)")
+    size = subset_size
     g, r = gen.double(), real.double()
     rng = np.random.RandomState(seed)
     values = []

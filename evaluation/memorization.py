@@ -7,8 +7,10 @@
 - The C_T statistic of Meehan, Chaudhuri & Dasgupta (2020): in k-means cells of the training
   set, a Mann-Whitney test of generated vs held-out distances to the training set; C_T << 0
   means data copying.
-- MiFID (Bai et al. 2021, torchmetrics' definition): FID divided by the mean minimum cosine
-  distance to training features when that falls below eps.
+- MiFID (Bai et al. 2021, the Kaggle competition's definition): FID divided by the memorization
+  distance, the mean over *generated* samples of their minimum cosine distance to the training
+  features, when that falls below eps. (torchmetrics' class averages over the set passed as real;
+  tests/test_evaluation.py shows both orientations.)
 """
 
 from __future__ import annotations

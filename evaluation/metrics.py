@@ -10,7 +10,6 @@ Names encode the protocol: `<metric><samples>_<extractor>_<dataset>_<reference s
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 
@@ -35,6 +34,8 @@ def register(metric: Metric) -> Metric:
 
 
 register(Metric("fid", "Fréchet distance (Heusel et al. 2017)", "min", "FID (lower is better)"))
+register(Metric("fidinf", "FID extrapolated to infinitely many samples (Chong & Forsyth 2020)", "min",
+                "FID (lower is better)"))
 register(Metric("kid", "kernel inception distance (Bińkowski et al. 2018)", "min", "KID (lower is better)"))
 register(Metric("is", "Inception Score (Salimans et al. 2016)", "max", "score (higher is better)"))
 register(Metric("precision", "precision (Naeem et al. 2020)", "max", "share of samples"))
@@ -49,12 +50,11 @@ register(Metric("nn_ratio", "median NN distance to train over that of held-out i
 register(Metric("near_copies", "share of samples closer to train than 99 % of held-out images", "min",
                 "share of samples", flag_above=0.05))
 register(Metric("ct", "C_T data-copying statistic (Meehan et al. 2020)", "", "z-score", flag_below=-3.0))
-register(Metric("mifid", "memorization-informed FID (Kaggle / torchmetrics)", "min", "FID (lower is better)"))
+register(Metric("mifid", "memorization-informed FID (Bai et al. 2021: distance averaged over generated samples)",
+                "min", "FID (lower is better)"))
 register(Metric("label_acc", "labels kept by a translation (domain classifier)", "max", "accuracy"))
 register(Metric("l1_to_truth", "L1 distance to the known true translation", "min", "mean |error| in [-1, 1]"))
 register(Metric("cycle_l1", "L1 distance of a cycle's reconstruction", "min", "mean |error| in [-1, 1]"))
-
-_NAME = re.compile(r"([a-z][a-z_]*?)(\d+k?)(_|$)")
 
 
 def count(n: int) -> str:
@@ -78,12 +78,13 @@ def metric_name(metric: str, n: int, extractor: str, dataset: str | None = None,
 
 
 def lookup(name: str) -> Metric | None:
-    """The table entry of a logged name; None for anything that is not an evaluation metric
-    (losses, learning rates, shares, spreads such as `..._std`)."""
-    m = _NAME.match(name)
-    if m is None or name.endswith("_std"):
+    """The table entry of a logged name: the longest registered key followed by the sample count
+    (`cycle_l1200_a` is cycle_l1 at 200 samples). None for anything that is not an evaluation
+    metric (losses, learning rates, shares, spreads such as `..._std`)."""
+    if name.endswith("_std"):
         return None
-    return METRICS.get(m.group(1))
+    keys = [k for k in METRICS if name.startswith(k) and name[len(k):len(k) + 1].isdigit()]
+    return METRICS[max(keys, key=len)] if keys else None
 
 
 def is_evaluation(name: str) -> bool:

@@ -1,42 +1,51 @@
 """Precision / recall (Kynkäänniemi et al. 2019) and density / coverage (Naeem et al. 2020)
-with k = 5, from one set of k-NN radii. torch-fidelity has precision/recall but not density
-and coverage; computing all four from the same radii keeps them consistent."""
+with k = 5, from one set of k-NN radii, exactly as the reference `prdc` package defines them:
+a point is inside a ball when its distance is strictly less than the radius. torch-fidelity
+has precision/recall but not density and coverage; computing all four from the same radii
+keeps them consistent."""
 
 from __future__ import annotations
 
 import torch
 
 from evaluation.defaults import DEFAULTS
-from evaluation.neighbours import knn, kth_radius
+from evaluation.neighbours import kth_radius
 
 
-# Everything in float64: radii are exact distances, the ball tests use torch.cdist's GEMM form;
-# a point on a ball's boundary (a tie, e.g. identical sets) must still count as inside.
-TIE = 1 + 1e-9
+def within(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """(points x centres) bool: d(point, centre) < radius of the centre (float64).
+
+    The GEMM distances decide every pair except those within rounding of a radius (ties: exact
+    copies, duplicated points); those are recomputed with the formula the radii came from
+    (neighbours.knn), so a point at exactly a ball's radius is outside, as in the reference."""
+    d2 = torch.cdist(points, centres).square()
+    r2 = radii.square().unsqueeze(0)
+    margin = 1e-9 * (points.square().sum(1, keepdim=True) + centres.square().sum(1).unsqueeze(0) + 1)
+    inside = d2 < r2 - margin
+    i, j = ((d2 - r2).abs() <= margin).nonzero(as_tuple=True)
+    if len(i):
+        inside[i, j] = (points[i] - centres[j]).square().sum(-1).sqrt() < radii[j]
+    return inside
 
 
-def prdc(gen: torch.Tensor, real: torch.Tensor, k: int = DEFAULTS["prdc_k"], real_radii: torch.Tensor | None = None
-         ) -> dict[str, float]:
+def prdc(gen: torch.Tensor, real: torch.Tensor, k: int = DEFAULTS["prdc_k"], real_radii: torch.Tensor | None = None,
+         chunk: int = 2048) -> dict[str, float]:
     gen, real = gen.double(), real.double()
-    r_real = (kth_radius(real, k, dtype=torch.float64) if real_radii is None else real_radii.double()) * TIE
-    r_gen = kth_radius(gen, k, dtype=torch.float64) * TIE
-    # generated -> nearest real: precision (inside any real ball), density (how many balls)
-    counts = torch.zeros(len(gen))
-    inside_any = torch.zeros(len(gen), dtype=torch.bool)
-    for i in range(0, len(gen), 2048):
-        d = torch.cdist(gen[i : i + 2048], real)
-        within = d <= r_real.unsqueeze(0)
-        counts[i : i + 2048] = within.sum(1).float()
-        inside_any[i : i + 2048] = within.any(1)
-    # real -> nearest generated: recall (inside any generated ball), coverage (own ball holds a sample)
-    recall_hits = torch.zeros(len(real), dtype=torch.bool)
-    for i in range(0, len(real), 2048):
-        d = torch.cdist(real[i : i + 2048], gen)
-        recall_hits[i : i + 2048] = (d <= r_gen.unsqueeze(0)).any(1)
-    nn_d, _ = knn(real, gen, 1, dtype=torch.float64)
+    r_real = kth_radius(real, k, dtype=torch.float64) if real_radii is None else real_radii.double()
+    r_gen = kth_radius(gen, k, dtype=torch.float64)
+    counts = torch.zeros(len(gen), dtype=torch.float64)  # real balls holding each generated sample
+    covered = torch.zeros(len(real), dtype=torch.bool)  # real balls holding any generated sample
+    for s in range(0, len(gen), chunk):
+        inside = within(gen[s : s + chunk], real, r_real)
+        counts[s : s + chunk] = inside.sum(1)
+        covered |= inside.any(0)
+    recall_hits = torch.zeros(len(real), dtype=torch.bool)  # real samples inside a generated ball
+    for s in range(0, len(real), chunk):
+        recall_hits[s : s + chunk] = within(real[s : s + chunk], gen, r_gen).any(1)
+    counts = counts.numpy()  # the reference's reductions, in numpy's summation order
     return {
-        "precision": inside_any.float().mean().item(),
-        "recall": recall_hits.float().mean().item(),
-        "density": (counts.sum() / (k * len(gen))).item(),
-        "coverage": (nn_d[:, 0] <= r_real).float().mean().item(),
+        "precision": float((counts > 0).mean()),
+        "recall": float(recall_hits.numpy().mean()),
+        "density": float((1.0 / k) * counts.mean()),
+        "coverage": float(covered.numpy().mean()),
     }

@@ -65,6 +65,23 @@ def test_fid_of_a_set_with_itself_is_zero_and_matches_torchmetrics():
     assert fid.fid_from_features(b, a) == pytest.approx(float(tm.compute()), rel=1e-6)
 
 
+@pytest.mark.parametrize("scale,shift", [(1.0, 0.0), (1.0, 0.125), (2**0.5, 0.0)])
+def test_fid_infinity_removes_the_finite_sample_bias_on_gaussians(scale, shift):
+    """N(shift, scale^2 I) against the exact statistics of N(0, I) in 64-d: the true FID is
+    d*shift^2 + d*(scale - 1)^2. FID at 1,000 or 5,000 samples is biased upward (by ~1 and ~0.2);
+    the extrapolation lands near the truth."""
+    d = 64
+    x = torch.randn(5000, d, generator=torch.Generator().manual_seed(0)) * scale + shift
+    true = d * shift**2 + d * (scale - 1) ** 2
+    mu, sigma = torch.zeros(d), torch.eye(d)
+    fid_1k = fid.frechet_distance(*fid.statistics(x[:1000]), mu, sigma)
+    fid_5k = fid.frechet_distance(*fid.statistics(x), mu, sigma)
+    inf = fid.fid_infinity(x, mu, sigma)
+    assert fid_1k - true > 0.8 and fid_5k - true > 0.15  # the bias FID_N carries
+    assert abs(inf - true) < 0.1 + 0.01 * true
+    assert abs(inf - true) < abs(fid_5k - true)
+
+
 def test_kid_is_near_zero_for_one_distribution_and_positive_across_two():
     a1, b = correlated(2000, 32, 4), correlated(2000, 32, 5, shift=0.5)
     same, _ = kid.kid(a1, a1[torch.randperm(2000)], subsets=20, subset_size=500)
@@ -72,15 +89,37 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_across_two():
     assert abs(same) < 0.02 < diff
 
 
-def test_kid_matches_torch_fidelity():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fid_is_and_kid_equal_torch_fidelity_in_float32_and_float64(dtype):
+    """The same features through torch-fidelity's own functions: FID, IS (mean and std of the
+    10 splits, same shuffle) and KID (same subsets) agree to 1e-6 relative in either dtype."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
     from torch_fidelity.metric_kid import kid_features_to_metric
 
-    a, b = correlated(1200, 48, 8), correlated(1100, 48, 9, shift=0.2)
-    ours = kid.kid(a, b, subsets=10, subset_size=500, seed=3)
-    ref = kid_features_to_metric(a.double(), b.double(), kid_subsets=10, kid_subset_size=500, rng_seed=3,
+    a, b = correlated(3000, 64, 1).to(dtype), correlated(2500, 64, 2, shift=0.4).to(dtype)
+    ref = fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b), verbose=False)
+    assert fid.fid_from_features(a, b) == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
+    logits = (torch.randn(3000, 10, generator=torch.Generator().manual_seed(5)) * 2).to(dtype)
+    ref = isc_features_to_metric(logits, splits=10, shuffle=True, rng_seed=2020)
+    mean, std = isc.inception_score(logits)
+    assert mean == pytest.approx(ref["inception_score_mean"], rel=1e-6)
+    assert std == pytest.approx(ref["inception_score_std"], rel=1e-6)
+    # KID: ours computes in float64 whatever comes in, so it equals torch-fidelity run on the same
+    # values in float64; torch-fidelity's own float32 run differs from both by its float32 rounding
+    mean, std = kid.kid(a, b, subsets=20, subset_size=1000, seed=3)
+    ref = kid_features_to_metric(a.double(), b.double(), kid_subsets=20, kid_subset_size=1000, rng_seed=3,
                                  verbose=False)
-    assert ours[0] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-9)
-    assert ours[1] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-6)
+    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-9)
+    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-9)
+    ref = kid_features_to_metric(a, b, kid_subsets=20, kid_subset_size=1000, rng_seed=3, verbose=False)
+    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-6)
+    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-6 if dtype == torch.float64 else 1e-4)
+
+
+def test_kid_refuses_fewer_samples_than_its_subset_size():
+    with pytest.raises(ValueError, match="KID subsets of 1000"):
+        kid.kid(torch.randn(600, 8), torch.randn(5000, 8), subset_size=1000)
 
 
 def test_inception_score_bounds():
@@ -114,25 +153,61 @@ def test_precision_recall_match_torch_fidelity_and_prdc_of_identical_sets():
     # equal up to a sample on a ball's boundary (torch-fidelity compares in float32)
     assert ours["precision"] == pytest.approx(tf["precision"], abs=1 / len(gen) + 1e-9)
     assert ours["recall"] == pytest.approx(tf["recall"], abs=1 / len(real) + 1e-9)
-    same = prdc.prdc(real, real, k=5)
-    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
-    assert same["density"] == pytest.approx(6 / 5, rel=1e-3)  # each ball holds its centre and its 5 neighbours
     twin = prdc.prdc(torch.randn(1500, 8), real, k=5)  # same distribution, other samples
     assert twin["density"] == pytest.approx(1.0, abs=0.1) and twin["coverage"] > 0.9
     far = prdc.prdc(real + 100, real, k=5)
     assert far["precision"] == far["density"] == far["coverage"] == 0.0
 
 
-def test_mifid_matches_torchmetrics():
-    from torchmetrics.image.mifid import _mifid_compute
+@pytest.mark.parametrize("case", ["random", "integer lattice (ties everywhere)", "copies and duplicates"])
+def test_prdc_equals_the_reference_prdc_package(case):
+    """Naeem et al.'s own code (`prdc.compute_prdc`), strict '<' ball tests included: on the
+    lattice every distance is exact and ties are everywhere; copies put points on ball edges."""
+    from prdc import compute_prdc
 
-    train, gen = correlated(800, 16, 6).relu(), correlated(500, 16, 7).relu()
-    gen[:100] = train[:100]  # partly memorized: the cosine penalty kicks in
-    mu_g, s_g = fid.statistics(gen)
-    mu_t, s_t = fid.statistics(train)
-    value = fid.frechet_distance(mu_g, s_g, mu_t, s_t)
-    ref = _mifid_compute(mu_g, s_g, gen.double(), mu_t, s_t, train.double(), cosine_distance_eps=0.1)
-    assert memorization.mifid(value, gen, train) == pytest.approx(float(ref), rel=1e-4)
+    g = torch.Generator().manual_seed(3)
+    if case == "random":
+        real, gen = torch.randn(1500, 8, generator=g), torch.randn(1200, 8, generator=g) * 1.3 + 0.2
+    elif case.startswith("integer"):
+        real, gen = torch.randint(0, 4, (900, 6), generator=g).double(), torch.randint(0, 4, (700, 6), generator=g).double()
+    else:
+        base = torch.randn(1000, 8, generator=g)
+        real = torch.cat([base, base[:50]])  # duplicated training points
+        gen = torch.cat([base[:400], base[:100], torch.randn(300, 8, generator=g)])  # exact copies, repeated
+    ours = prdc.prdc(gen, real, k=5)
+    ref = compute_prdc(real_features=real.double().numpy(), fake_features=gen.double().numpy(), nearest_k=5)
+    assert ours == {k: float(v) for k, v in ref.items()}
+
+
+def test_prdc_of_identical_sets_is_one_everywhere():
+    real = torch.randn(800, 8, generator=torch.Generator().manual_seed(4))
+    assert prdc.prdc(real, real, k=5) == {"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0}
+
+
+def test_mifid_is_bai_et_al_and_equals_torchmetrics_public_api_with_generated_as_first_set():
+    """Bai et al.'s (Kaggle) MiFID averages each *generated* sample's minimum cosine distance to
+    the training set. torchmetrics' MemorizationInformedFrechetInceptionDistance averages over the
+    set passed with real=True, so handing it the generated features as that set computes Bai et
+    al.'s definition through the public update/compute API. The data puts the memorization
+    distance under eps (most samples are lightly noised copies), so the penalty term is live."""
+    from torchmetrics.image.mifid import MemorizationInformedFrechetInceptionDistance
+
+    train = correlated(800, 16, 6).relu() + 0.05
+    noise = torch.randn(500, 16, generator=torch.Generator().manual_seed(7)) * 0.01
+    gen = torch.cat([train[:400] + noise[:400], correlated(100, 16, 8).relu() + 0.05])
+    value = fid.fid_from_features(gen, train)
+    ours = memorization.mifid(value, gen, train)
+
+    tm = MemorizationInformedFrechetInceptionDistance(feature=torch.nn.Flatten(), cosine_distance_eps=0.1)
+    tm.update(gen.double(), real=True)  # the averaged set: generated samples (Bai et al.)
+    tm.update(train.double(), real=False)
+    assert ours == pytest.approx(float(tm.compute()), rel=1e-6)
+    assert ours > 5 * value  # the memorization term divided FID by a distance well under eps
+
+    other = MemorizationInformedFrechetInceptionDistance(feature=torch.nn.Flatten(), cosine_distance_eps=0.1)
+    other.update(train.double(), real=True)  # torchmetrics' orientation: averaged over training
+    other.update(gen.double(), real=False)
+    assert float(other.compute()) != pytest.approx(ours, rel=1e-3)  # a different number: hence the name
 
 
 # ----------------------------------------------------------------------------- mode collapse
@@ -321,3 +396,23 @@ def _random_inception_state():
             else:
                 state[f"{name}.{k}"] = v
     return state
+
+
+# ----------------------------------------------------------------------------- the metric table
+
+
+def test_every_logged_evaluation_name_finds_its_table_entry():
+    from evaluation import metrics
+
+    for key in metrics.METRICS:
+        assert metrics.lookup(metrics.metric_name(key, 10_000, "lenet", "fashion_mnist", "train")).key == key
+    # names with digits of their own, as the translation evaluator logs them
+    for name, key in (("cycle_l1200_a", "cycle_l1"), ("l1_to_truth200_atob", "l1_to_truth"),
+                      ("label_acc1000_lenet_btoa", "label_acc"), ("fid1000_lenet_fashion_mnist_train_btoa", "fid"),
+                      ("fidinf10k_lenet_digits_train", "fidinf")):
+        assert metrics.lookup(name).key == key, name
+    for name in ("loss/d", "d_real", "wasserstein_estimate", "class_share/3", "kid10k_lenet_digits_train_std",
+                 "lr/g", "objective"):
+        assert metrics.lookup(name) is None, name
+    assert metrics.direction("is10k_lenet_digits") == "max" and metrics.direction("fid10k_lenet_digits_train") == "min"
+    assert metrics.better("fid10k_x", 3.0, 4.0) and not metrics.better("is10k_x", 3.0, 4.0)
