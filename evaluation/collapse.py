@@ -34,6 +34,9 @@ def mixture_modes(points: torch.Tensor, modes: torch.Tensor, std: float, sigmas:
         "modes_covered": covered,
         "modes_total": len(modes),
         "high_quality_share": float(hq.float().mean()),
+        # the toys' primary: 1 = every mode covered and every sample near a mode; a smeared ring
+        # (no mode covered) and a collapse to one mode (1 of 8 covered) both score low
+        "mode_quality": covered / len(modes) * float(hq.float().mean()),
         "per_mode": per_mode.tolist(),
         "kl_to_uniform": _kl(counts_all / counts_all.sum(), torch.full((len(modes),), 1 / len(modes))),
         "flagged": covered < len(modes),

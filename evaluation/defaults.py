@@ -14,8 +14,10 @@ DEFAULTS = {
     "class_min_share": 0.25,  # a class counts with >= 1/4 of its share in the data
     "nn_k": 3,  # training neighbours shown per generated sample
     "near_copy_quantile": 0.01,  # near copy: closer to train than 99 % of held-out images are
-    "ct_cells": 20,  # Meehan et al. 2020: k-means cells of the training set
-    "ct_min_per_cell": 20,  # cells with fewer generated samples are left out
+    "ct_cells": 3,  # C_T (Meehan et al. 2020) as dgm-eval runs the authors' code: 3 k-means cells ...
+    "ct_n_init": 10,  # ... with 10 k-means restarts ...
+    "ct_pca_dims": 64,  # ... on features reduced to 64 PCA dimensions ...
+    "ct_min_per_cell": 20,  # ... and cells with more than 20 generated samples (tau = 20 / m)
     "mifid_eps": 0.1,  # torchmetrics' cosine_distance_eps
     "seed": 2020,
 }

@@ -4,9 +4,9 @@
   feature space, compared with the neighbours of held-out real images: the ratio of median
   distances and the share of near copies (closer to the training set than 99 % of held-out
   images are).
-- The C_T statistic of Meehan, Chaudhuri & Dasgupta (2020): in k-means cells of the training
-  set, a Mann-Whitney test of generated vs held-out distances to the training set; C_T << 0
-  means data copying.
+- The C_T statistic of Meehan, Chaudhuri & Dasgupta (2020), the authors' test: in k-means cells
+  of the training set, a Mann-Whitney test of generated vs held-out distances to that cell's
+  training points; C_T << 0 means data copying.
 - MiFID (Bai et al. 2021, the Kaggle competition's definition): FID divided by the memorization
   distance, the mean over *generated* samples of their minimum cosine distance to the training
   features, when that falls below eps. (torchmetrics' class averages over the set passed as real;
@@ -39,25 +39,41 @@ def copy_stats(gen_d: torch.Tensor, test_d: torch.Tensor, q: float = DEFAULTS["n
     }
 
 
-def ct_statistic(train: torch.Tensor, test: torch.Tensor, gen: torch.Tensor, test_d: torch.Tensor,
-                 gen_d: torch.Tensor, cells: int = DEFAULTS["ct_cells"],
+def ct_statistic(train: torch.Tensor, test: torch.Tensor, gen: torch.Tensor, cells: int = DEFAULTS["ct_cells"],
+                 n_init: int = DEFAULTS["ct_n_init"], pca_dims: int = DEFAULTS["ct_pca_dims"],
                  min_per_cell: int = DEFAULTS["ct_min_per_cell"], seed: int = DEFAULTS["seed"]) -> float:
-    """C_T = sum over cells of P_n(cell) * Z_U(cell) / sum of P_n over the cells used."""
+    """C_T of Meehan, Chaudhuri & Dasgupta (2020), as the authors' code computes it
+    (github.com/casey-meehan/data-copying, data_copying_tests.py: Zu, Zu_cells, C_T) with the
+    settings dgm-eval runs it with: features reduced to `pca_dims` by PCA fitted on the training
+    set, `cells` k-means cells of the training set (`n_init` restarts), and in each cell a
+    Mann-Whitney U test of the generated vs the held-out samples' distances to the nearest
+    *training point of that cell*, Z-scored with the continuity correction. Cells holding more
+    than `min_per_cell` generated samples (tau = min_per_cell / m) are averaged, weighted by their
+    share of held-out samples. C_T << 0: generated samples sit closer to the training set than
+    held-out data does (data copying); >> 0: farther (underfitting). NaN when no cell qualifies.
+    """
     from scipy.stats import mannwhitneyu  # heavy optional: only the full checks
     from sklearn.cluster import KMeans  # heavy optional: only the full checks
+    from sklearn.decomposition import PCA  # heavy optional: only the full checks
 
-    km = KMeans(n_clusters=cells, n_init=1, random_state=seed).fit(train.flatten(1).double().numpy())
-    test_cell = torch.from_numpy(km.predict(test.flatten(1).double().numpy()))
-    gen_cell = torch.from_numpy(km.predict(gen.flatten(1).double().numpy()))
+    T, P, Q = (x.flatten(1).double().numpy() for x in (train, test, gen))
+    if T.shape[1] > pca_dims:
+        pca = PCA(n_components=pca_dims, random_state=seed).fit(T)
+        T, P, Q = pca.transform(T), pca.transform(P), pca.transform(Q)
+    km = KMeans(n_clusters=cells, n_init=n_init, random_state=seed).fit(T)
+    t_cell, p_cell, q_cell = km.labels_, km.predict(P), km.predict(Q)
+    n = len(P)
     num, den = 0.0, 0.0
     for c in range(cells):
-        p, g = test_d[test_cell == c], gen_d[gen_cell == c]
-        if len(g) < min_per_cell or len(p) < 2:
-            continue
-        u = mannwhitneyu(g.double().numpy(), p.double().numpy(), alternative="two-sided").statistic
-        m, n = len(g), len(p)
-        z = (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
-        weight = len(p) / len(test_d)
+        t_c, p_c, q_c = (torch.from_numpy(x[cell == c]) for x, cell in ((T, t_cell), (P, p_cell), (Q, q_cell)))
+        if len(q_c) <= min_per_cell or len(p_c) == 0 or len(t_c) == 0:
+            continue  # not in Pi_tau (too few generated samples), or nothing to compare with
+        lq = knn(q_c, t_c, 1, dtype=torch.float64)[0][:, 0].numpy()
+        lp = knn(p_c, t_c, 1, dtype=torch.float64)[0][:, 0].numpy()
+        u = mannwhitneyu(lq, lp, alternative="less").statistic
+        mc, nc = len(lq), len(lp)
+        z = (u - (mc * nc / 2 - 0.5)) / math.sqrt(mc * nc * (mc + nc + 1) / 12)  # the authors' Z_U
+        weight = nc / n  # P_n(cell)
         num, den = num + weight * z, den + weight
     return num / den if den else float("nan")
 

@@ -44,12 +44,17 @@ register(Metric("density", "density (Naeem et al. 2020)", "max", "density (1 = l
 register(Metric("coverage", "coverage (Naeem et al. 2020)", "max", "share of real data"))
 register(Metric("modes_covered", "modes or classes covered (VEEGAN / PacGAN)", "max", "modes / classes"))
 register(Metric("mode_kl", "KL of the mode or class histogram to the data's", "min", "KL divergence"))
+register(Metric("mode_quality", "modes covered / modes x high-quality share (the 2D toys' primary)", "max",
+                "0 to 1 (1 = every mode, every sample near one)"))
 register(Metric("hq_share", "share of samples within 3 std of a mode (VEEGAN)", "max", "share of samples"))
 register(Metric("confidence", "mean top probability of the domain classifier", "max", "mean max probability"))
 register(Metric("nn_ratio", "median NN distance to train over that of held-out images", "", "ratio"))
 register(Metric("near_copies", "share of samples closer to train than 99 % of held-out images", "min",
                 "share of samples", flag_above=0.05))
-register(Metric("ct", "C_T data-copying statistic (Meehan et al. 2020)", "", "z-score", flag_below=-3.0))
+# C_T averages in-cell Z scores with weights summing to 1: under the null (no copying) its sd is
+# at most 1, so C_T < -3 happens with probability <= 0.0013 by chance (one-sided).
+register(Metric("ct", "C_T data-copying statistic (Meehan et al. 2020, the authors' test)", "", "z-score",
+                flag_below=-3.0))
 register(Metric("mifid", "memorization-informed FID (Bai et al. 2021: distance averaged over generated samples)",
                 "min", "FID (lower is better)"))
 register(Metric("label_acc", "labels kept by a translation (domain classifier)", "max", "accuracy"))

@@ -25,7 +25,7 @@ class TrainingEvaluator:
     def __init__(self, dataset: str, n: int, options: Options, seed: int):
         self.n, self.seed = n, seed
         self.ctx = Context.shared(dataset, options)  # reference statistics now: errors surface before training
-        self.primary = self.ctx.names(n)["fid"]
+        self.primary = self.ctx.primary(n)
 
     def inputs(self, image_size: int) -> None:
         return None  # the same latents at every evaluation come from `seed`

@@ -42,6 +42,14 @@ class BaseConfig:
     eval_every: int = 0  # 0: evaluate only at the end
     eval_n: int = 0  # generated samples per evaluation; 0: the evaluator's default
     num_workers: int = 2  # DataLoader workers for file-backed datasets
+    # The optimizer is part of the recipe: each family sets its paper's choice (`suite show`
+    # lists these; `--set optimizer=adam` runs the WGAN paper's own ablation). Defaults are torch's.
+    optimizer: str = "adam"  # adam | rmsprop | sgd
+    beta1: float = 0.9  # Adam
+    beta2: float = 0.999  # Adam
+    eps: float = 1e-8  # Adam, RMSprop
+    momentum: float = 0.0  # RMSprop, SGD
+    rms_alpha: float = 0.99  # RMSprop's smoothing constant
 
     family: typing.ClassVar[str] = ""
 
@@ -116,12 +124,32 @@ def validate(cfg: BaseConfig) -> BaseConfig:
     for name in ("max_steps", "eval_every", "eval_n", "num_workers", "image_size", "load_size", "train_subset"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be >= 0")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"invalid optimizer={cfg.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
+    for name in ("beta1", "beta2", "rms_alpha"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be in [0, 1)")
+    if not cfg.eps > 0 or not cfg.momentum >= 0:
+        raise ConfigError(f"invalid eps={cfg.eps} / momentum={cfg.momentum}: eps > 0, momentum >= 0")
     if cfg.load_size and cfg.load_size < cfg.image_size:
         raise ConfigError(f"load_size={cfg.load_size} must be >= image_size={cfg.image_size}")
     if cfg.max_steps == 0 and not cfg.epochs > 0:
         raise ConfigError(f"invalid epochs={cfg.epochs}: must be > 0 (or set max_steps)")
     cfg.check()
     return cfg
+
+
+OPTIMIZERS = {
+    "adam": lambda cfg, params, lr: torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps),
+    "rmsprop": lambda cfg, params, lr: torch.optim.RMSprop(params, lr=lr, alpha=cfg.rms_alpha, eps=cfg.eps,
+                                                           momentum=cfg.momentum),
+    "sgd": lambda cfg, params, lr: torch.optim.SGD(params, lr=lr, momentum=cfg.momentum),
+}
+
+
+def make_optimizer(cfg: BaseConfig, params, lr: float) -> torch.optim.Optimizer:
+    """The recipe's optimizer (cfg.optimizer and its settings) over `params` at `lr`."""
+    return OPTIMIZERS[cfg.optimizer](cfg, list(params), lr)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -191,12 +219,11 @@ class BCEGANMixin:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
 
-    def use_adam(self, G: nn.Module, D: nn.Module) -> None:
-        """Adam for both networks with the recipe's learning rates and betas."""
+    def use_networks(self, G: nn.Module, D: nn.Module) -> None:
+        """G and D, each with the recipe's optimizer at its own learning rate."""
         self.G, self.D = G, D
-        betas = (self.cfg.beta1, self.cfg.beta2)
-        self.opt_g = torch.optim.Adam(G.parameters(), lr=self.cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(D.parameters(), lr=self.cfg.lr_d, betas=betas)
+        self.opt_g = make_optimizer(self.cfg, G.parameters(), self.cfg.lr_g)
+        self.opt_d = make_optimizer(self.cfg, D.parameters(), self.cfg.lr_d)
         self.modules = {"G": G, "D": D}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
 
@@ -336,6 +363,6 @@ def count_params(module: nn.Module) -> int:
 
 
 __all__ = [
-    "BaseConfig", "Trainer", "BCEGANMixin", "apply_overrides", "validate", "flatten",
+    "BaseConfig", "Trainer", "BCEGANMixin", "OPTIMIZERS", "make_optimizer", "apply_overrides", "validate", "flatten",
     "init_normal_", "set_requires_grad", "sampling", "config_fields", "count_params", "field",
 ]

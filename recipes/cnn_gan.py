@@ -30,7 +30,8 @@ class Config(BaseConfig):
     nz: int = 100  # lecture: latent_dim=100
     lr_g: float = 2e-4  # lecture: lr=0.0002 for both optimizers
     lr_d: float = 2e-4
-    beta1: float = 0.9  # torch.optim.Adam defaults, as in the lecture
+    optimizer: str = "adam"  # the lecture: torch.optim.Adam with its default betas
+    beta1: float = 0.9
     beta2: float = 0.999
     batch_size: int = 256  # Lightning GAN example: 256 with a GPU (64 without)
     epochs: float = 20.0  # lecture: max_epochs=20
@@ -82,7 +83,7 @@ class CNNGANTrainer(BCEGANMixin, Trainer):
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
         channels = info.shape[0]
-        self.use_adam(Generator(cfg.nz, channels, cfg.output_activation == "tanh").to(self.device),
+        self.use_networks(Generator(cfg.nz, channels, cfg.output_activation == "tanh").to(self.device),
                       Discriminator(channels).to(self.device))
 
     def noise(self, n, generator=None):

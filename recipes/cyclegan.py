@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recipes.base import BaseConfig, Trainer, init_normal_, sampling, set_requires_grad
+from recipes.base import BaseConfig, Trainer, init_normal_, make_optimizer, sampling, set_requires_grad
 from suite.data import DataInfo
 from suite.errors import ConfigError
 
@@ -39,6 +39,7 @@ class Config(BaseConfig):
     pool_size: int = 50
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    optimizer: str = "adam"  # junyanz code
     beta1: float = 0.5
     beta2: float = 0.999
     batch_size: int = 1
@@ -170,9 +171,8 @@ class CycleGANTrainer(Trainer):
         for m in self.modules.values():
             init_normal_(m, cfg.init_std)
             m.to(self.device)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam([*self.G_A.parameters(), *self.G_B.parameters()], lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam([*self.D_A.parameters(), *self.D_B.parameters()], lr=cfg.lr_d, betas=betas)
+        self.opt_g = make_optimizer(cfg, [*self.G_A.parameters(), *self.G_B.parameters()], cfg.lr_g)
+        self.opt_d = make_optimizer(cfg, [*self.D_A.parameters(), *self.D_B.parameters()], cfg.lr_d)
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
         decay = max(cfg.epochs - cfg.decay_start_epoch, 0) + 1
 

@@ -33,6 +33,7 @@ class Config(BaseConfig):
     n_extra_layers: int = 0
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    optimizer: str = "adam"  # Radford et al.; the tutorial
     beta1: float = 0.5
     beta2: float = 0.999
     batch_size: int = 128
@@ -111,7 +112,7 @@ def build_networks(cfg, info: DataInfo, device) -> tuple[Generator, Discriminato
 class DCGANTrainer(BCEGANMixin, Trainer):
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
-        self.use_adam(*build_networks(cfg, info, self.device))
+        self.use_networks(*build_networks(cfg, info, self.device))
 
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, 1, 1, generator=generator).to(self.device)

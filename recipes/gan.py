@@ -30,6 +30,7 @@ class Config(BaseConfig):
     d_hidden: tuple[int, ...] = (512, 256)
     lr_g: float = 2e-4  # Adam, both nets
     lr_d: float = 2e-4
+    optimizer: str = "adam"  # both nets (seed 002)
     beta1: float = 0.5
     beta2: float = 0.999
     d_steps: int = 1  # k in Goodfellow et al. Algorithm 1 (k = 1 in their experiments)
@@ -85,7 +86,7 @@ class GANTrainer(BCEGANMixin, Trainer):
         super().__init__(cfg, info, device)
         self.kind = "points" if info.kind == "points" else "image"
         tanh = cfg.output_activation == "tanh"
-        self.use_adam(Generator(cfg.nz, cfg.g_hidden, info.shape, tanh).to(self.device),
+        self.use_networks(Generator(cfg.nz, cfg.g_hidden, info.shape, tanh).to(self.device),
                       Discriminator(cfg.d_hidden, info.shape).to(self.device))
 
     def noise(self, n, generator=None):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from recipes.base import BaseConfig, Trainer, set_requires_grad
+from recipes.base import BaseConfig, Trainer, make_optimizer, set_requires_grad
 from recipes.dcgan import build_networks, check_dcgan_sizes
 from suite.data import DataInfo
 from suite.errors import ConfigError
@@ -33,6 +33,7 @@ class Config(BaseConfig):
     ngf: int = 64
     ndf: int = 64
     n_extra_layers: int = 0  # the seed-004 LSUN notebook uses 1 (wgan_lsun sets it)
+    optimizer: str = "rmsprop"  # paper (its ablation: --set optimizer=adam); torch's alpha 0.99, eps 1e-8
     lr_g: float = 5e-5  # RMSprop, paper; seed 004 used 1e-4 then /10 (lr_drop_epoch)
     lr_d: float = 5e-5
     clip_value: float = 0.01  # c
@@ -72,8 +73,8 @@ class WGANTrainer(Trainer):
     def __init__(self, cfg: Config, info: DataInfo, device):
         super().__init__(cfg, info, device)
         self.G, self.D = build_networks(cfg, info, self.device)
-        self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg.lr_g)
-        self.opt_d = torch.optim.RMSprop(self.D.parameters(), lr=cfg.lr_d)
+        self.opt_g = make_optimizer(cfg, self.G.parameters(), cfg.lr_g)
+        self.opt_d = make_optimizer(cfg, self.D.parameters(), cfg.lr_d)
         self.modules = {"G": self.G, "D": self.D}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
 

@@ -55,9 +55,12 @@ def test_cli_run_evaluates_at_the_end_by_default(suite_home, mlflow_client):
                                                                    "d_hidden": "32", "n_sample": 200}),
                    env={"SUITE_HOME": str(suite_home)})
     assert proc.returncode == 0, proc.stderr
-    metrics = mlflow_client.get_run(proc.stdout.split()[-1]).data.metrics
-    assert metrics[metric_name("modes_covered", 2000, "points", "ring8")] >= 0
-    assert metric_name("fid", 2000, "points", "ring8", "train") in metrics
+    run = mlflow_client.get_run(proc.stdout.split()[-1])
+    primary = metric_name("mode_quality", 2000, "points", "ring8")
+    assert run.info.status == "FINISHED" and run.data.tags["suite.best_metric"] == primary
+    for key in (primary, metric_name("modes_covered", 2000, "points", "ring8"),
+                metric_name("fid", 2000, "points", "ring8", "train")):
+        assert key in run.data.metrics, key
 
 
 def test_evaluating_during_training_does_not_change_training(suite_home):

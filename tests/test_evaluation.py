@@ -229,10 +229,18 @@ def test_ring8_evaluation_through_the_context(suite_home):
     good = ctx.evaluate(data.sample_mixture("ring8", 5000, seed=9).x)
     modes, std = data.mixture_modes("ring8")
     bad = ctx.evaluate(modes[0] + std * torch.randn(5000, 2))
-    name = metric_name("fid", 5000, "points", "ring8", "train")
-    assert good.primary == name and good.metrics[name] < 0.01 < bad.metrics[name]
+    fid_name = metric_name("fid", 5000, "points", "ring8", "train")
+    primary = metric_name("mode_quality", 5000, "points", "ring8")
+    assert good.primary == primary and good.metrics[fid_name] < 0.01 < bad.metrics[fid_name]
     assert good.checks["mode_collapse"]["modes_covered"] == 8 and not good.checks["mode_collapse"]["flagged"]
     assert bad.checks["mode_collapse"]["modes_covered"] == 1 and bad.checks["mode_collapse"]["flagged"]
+    # a smeared ring: a Gaussian fit sees nothing wrong, the toy's primary does
+    g = torch.Generator().manual_seed(2)
+    angle = torch.rand(5000, generator=g) * 2 * np.pi
+    radius = 2 + 0.1 * torch.randn(5000, generator=g)
+    smeared = ctx.evaluate(torch.stack([radius * angle.cos(), radius * angle.sin()], 1))
+    assert smeared.metrics[fid_name] < 0.05
+    assert good.metrics[primary] > 0.95 and smeared.metrics[primary] < 0.1 and bad.metrics[primary] < 0.15
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST, end to end
@@ -416,3 +424,22 @@ def test_every_logged_evaluation_name_finds_its_table_entry():
         assert metrics.lookup(name) is None, name
     assert metrics.direction("is10k_lenet_digits") == "max" and metrics.direction("fid10k_lenet_digits_train") == "min"
     assert metrics.better("fid10k_x", 3.0, 4.0) and not metrics.better("is10k_x", 3.0, 4.0)
+
+
+def test_ct_statistic_on_a_case_computed_by_hand():
+    """Three 1-D training clusters (the k-means cells), so every number can be checked on paper.
+    Cell A (train 0, .1, .2): held-out 0.05, 0.3 -> distances .05, .1; generated 0, .1, .2 (copies)
+      -> 0, 0, 0. U (generated > held-out pairs) = 0; m = 3, n = 2: Z = (0 - (3 - .5)) / sqrt(3) = -1.44338.
+    Cell B (train 10, 10.1, 10.2): held-out 10.05, 10.35 -> .05, .15; generated 10.3 -> .1.
+      U = 1; m = 1, n = 2: Z = (1 - (1 - .5)) / sqrt(8 / 12) = 0.61237.
+    Cell C (train 20, 20.1, 20.2): held-out 20.1; no generated sample -> left out.
+    C_T = (2/5 * -1.44338 + 2/5 * 0.61237) / (4/5) = -0.41550."""
+    train = torch.tensor([0, 0.1, 0.2, 10, 10.1, 10.2, 20, 20.1, 20.2]).unsqueeze(1)
+    test = torch.tensor([0.05, 0.3, 10.05, 10.35, 20.1]).unsqueeze(1)
+    gen = torch.tensor([0.0, 0.1, 0.2, 10.3]).unsqueeze(1)
+    value = memorization.ct_statistic(train, test, gen, min_per_cell=0)
+    assert value == pytest.approx(((-2.5 / 3**0.5) + (0.5 / (8 / 12) ** 0.5)) / 2, abs=1e-9)
+    assert value == pytest.approx(-0.41550, abs=1e-5)
+    # the authors' tau: a cell needs more than min_per_cell generated samples
+    only_a = memorization.ct_statistic(train, test, gen, min_per_cell=1)
+    assert only_a == pytest.approx(-2.5 / 3**0.5, abs=1e-9)
