@@ -48,6 +48,8 @@ register(Metric("mode_quality", "modes covered / modes x high-quality share (the
                 "0 to 1 (1 = every mode, every sample near one)"))
 register(Metric("hq_share", "share of samples within 3 std of a mode (VEEGAN)", "max", "share of samples"))
 register(Metric("confidence", "mean top probability of the domain classifier", "max", "mean max probability"))
+register(Metric("clipped", "share of generated pixel values outside [-1, 1], clipped before judging", "min",
+                "share of pixel values"))
 register(Metric("nn_ratio", "median NN distance to train over that of held-out images", "", "ratio"))
 register(Metric("near_copies", "share of samples closer to train than 99 % of held-out images", "min",
                 "share of samples", flag_above=0.05))

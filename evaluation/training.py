@@ -31,7 +31,14 @@ class TrainingEvaluator:
         return None  # the same latents at every evaluation come from `seed`
 
     def __call__(self, samples: torch.Tensor, final: bool = False) -> Result:
-        return self.ctx.evaluate(samples, full=final)
+        if self.ctx.kind == "points" or not torch.isfinite(samples).all():  # NaN / inf: refused by the context
+            return self.ctx.evaluate(samples, full=final)
+        # A generator with an unbounded output is judged as a person sees its images: clipped to
+        # the data range (8-bit pixels). How much was clipped is logged, never hidden.
+        clipped = float(((samples < -1) | (samples > 1)).float().mean())
+        result = self.ctx.evaluate(samples.clamp(-1, 1), full=final)
+        result.metrics[metric_name("clipped", self.n, "pixels", self.ctx.base)] = clipped
+        return result
 
 
 class TranslationEvaluator:

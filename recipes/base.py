@@ -307,8 +307,13 @@ class Trainer:
         with sampling(G):
             for i in range(0, n, batch):
                 z = self.noise(min(batch, n - i), generator)
-                out.append(G(z).float().cpu())
+                out.append(self.to_data(G(z)).float().cpu())
         return torch.cat(out)
+
+    def to_data(self, out: torch.Tensor) -> torch.Tensor:
+        """G's output in the data space every layer above speaks ([-1, 1] images, or points); a
+        family that trains on another normalisation maps back here. Nothing is clamped."""
+        return out
 
     def fixed_noise(self) -> torch.Tensor:
         """The same noise for every grid of a run (seeded by the run's seed, not the RNG)."""
@@ -324,7 +329,7 @@ class Trainer:
     def samples(self) -> torch.Tensor:
         """What the progress grid shows: G(fixed noise)."""
         with sampling(self.modules["G"]):
-            return self.modules["G"](self.fixed_noise()).float().cpu()
+            return self.to_data(self.modules["G"](self.fixed_noise())).float().cpu()
 
     # -- checkpointing (tensors and plain values only: loadable with weights_only=True)
     def extra_state(self) -> dict:

@@ -7,6 +7,10 @@ D: conv(1->10, k5) -> maxpool -> ReLU -> conv(10->20, k5) -> Dropout2d -> maxpoo
    linear(320->50) -> ReLU -> dropout -> linear(50->1) (sigmoid inside the BCE).
 G: linear(nz -> 7*7*64) -> ReLU -> ConvT(64->32, 4, s2) -> ReLU -> ConvT(32->16, 4, s2) -> ReLU ->
    conv(16->1, k7); the lecture has no output activation.
+Data: the lecture normalises images with MNIST's mean and std (Normalize((0.1307,), (0.3081,)):
+pixels span [-0.42, 2.82]); D sees real images that way and G learns to output that space.
+`to_data` maps G's output back to [-1, 1] for grids and metrics; nothing bounds it, so values
+past the data range are judged as a person sees them, clipped, and the clipped share is logged.
 Lightning calls the G optimizer (index 0) first, then D; D loss = (real + fake) / 2.
 Both Adam with the lecture's lr and PyTorch's default betas.
 """
@@ -36,6 +40,8 @@ class Config(BaseConfig):
     batch_size: int = 256  # Lightning GAN example: 256 with a GPU (64 without)
     epochs: float = 20.0  # lecture: max_epochs=20
     output_activation: str = "none"  # lecture: "no activation at the end"
+    data_mean: float = 0.1307  # lecture: transforms.Normalize((0.1307,), (0.3081,)), MNIST's statistics
+    data_std: float = 0.3081
     image_size: int = 28
 
     def check(self) -> None:
@@ -43,6 +49,10 @@ class Config(BaseConfig):
             raise ConfigError(f"cnn_gan is built for 28x28 images, got image_size={self.image_size}")
         if self.output_activation not in ("tanh", "none"):
             raise ConfigError(f"invalid output_activation={self.output_activation!r}: tanh|none")
+        if not self.data_std > 0:
+            raise ConfigError(f"invalid data_std={self.data_std}: must be > 0")
+        if self.output_activation == "tanh" and (self.data_mean, self.data_std) != (0.5, 0.5):
+            raise ConfigError("output_activation=tanh bounds G to [-1, 1]: set data_mean=0.5 and data_std=0.5 with it")
 
 
 class Discriminator(nn.Module):
@@ -89,8 +99,15 @@ class CNNGANTrainer(BCEGANMixin, Trainer):
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, generator=generator).to(self.device)
 
+    def from_data(self, x: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] batches -> the lecture's normalisation: (pixel in [0, 1] - mean) / std."""
+        return ((x + 1) / 2 - self.cfg.data_mean) / self.cfg.data_std
+
+    def to_data(self, out: torch.Tensor) -> torch.Tensor:
+        return (out * self.cfg.data_std + self.cfg.data_mean) * 2 - 1
+
     def train_step(self, next_batch):
-        real = next_batch()
+        real = self.from_data(next_batch())
         n = real.shape[0]
         out = self.g_step(self.G(self.noise(n)))  # optimizer_idx 0: generator
         with torch.no_grad():  # idx 1: fresh z, fakes detached, D loss (real + fake) / 2

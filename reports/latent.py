@@ -52,7 +52,7 @@ def interpolation(trainer, pairs: int = 6, steps: int = 9, seed: int = 0):
 def _generate(trainer, z: torch.Tensor) -> torch.Tensor:
     G = trainer.modules["G"]
     with sampling(G):
-        return G(z.to(trainer.device)).float().cpu()
+        return trainer.to_data(G(z.to(trainer.device))).float().cpu()
 
 
 def class_arithmetic(trainer, classifier, class_names, n: int = 2000, steps: int = 8, seed: int = 0):
