@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evaluation import collapse, features, fid, isc, kid, memorization, plots, prdc, stats
+from evaluation import collapse, copies, features, fid, isc, kid, memorization, plots, prdc, stats
 from evaluation.defaults import DEFAULTS
 from evaluation.metrics import METRICS, flagged, metric_name
 from evaluation.neighbours import kth_radius
@@ -121,6 +121,14 @@ class Context:
             self._refs[key] = stats.heldout_nn(self.base, ext, self.ref("test", ext), self.ref("train", ext))
         return self._refs[key]
 
+    def copy_search(self) -> tuple[copies.CopySearch, torch.Tensor]:
+        """The edit-invariant copy search over the training images, and the held-out images'
+        distances under it (the threshold's baseline), built once per context."""
+        if "copies" not in self._refs:
+            search = copies.CopySearch(stats.real_images(self.loaded, "train"))
+            self._refs["copies"] = (search, search(stats.real_images(self.loaded, "test"))["distance"])
+        return self._refs["copies"]
+
     def names(self, n: int) -> dict[str, str]:
         ext, ds = self.extractor.name, self.base
         train_n = self.ref("train")["n"]
@@ -215,8 +223,14 @@ class Context:
         ft = memorization.copy_stats(ft_d[:, 0], self.test_nn("features"))
         ct = memorization.ct_statistic(self.ref("train")["features"], self.ref("test")["features"], gen_f)
         mi = memorization.mifid(fid_value, gen_f, self.ref("train")["features"])
-        copying = flagged("near_copies", max(px["near_copy_share"], ft["near_copy_share"])) or flagged("ct", ct)
         space = "points" if self.kind == "points" else "pixels"
+        edits, found = None, None
+        if self.kind != "points":
+            search, heldout = self.copy_search()
+            found = search(features.prepare_images(samples, self.shape[-1]))
+            edits = copies.copy_shares(search, found, heldout)
+        copying = (flagged("near_copies", max(px["near_copy_share"], ft["near_copy_share"])) or flagged("ct", ct)
+                   or (edits is not None and flagged("edit_copies", edits["near_copy_share"])))
         m = {
             metric_name("nn_ratio", n, space, ds, "train"): px["nn_ratio"],
             metric_name("near_copies", n, space, ds, "train"): px["near_copy_share"],
@@ -225,11 +239,14 @@ class Context:
             metric_name("ct", n, ext, ds, "train"): ct,
             metric_name("mifid", n, ext, ds, "train"): mi,
         }
-        check = {"flagged": bool(copying), "pixels": px, "features": ft, "ct": ct, "mifid": mi,
+        if edits is not None:
+            m[metric_name("edit_copies", n, "pixels", ds, "train")] = edits["near_copy_share"]
+            m.update({f"edit_copies/{kind}": share for kind, share in edits["by_edit"].items()})
+        check = {"flagged": bool(copying), "pixels": px, "features": ft, "edits": edits, "ct": ct, "mifid": mi,
                  "near_copy_flag": METRICS["near_copies"].flag_above,
                  "ct_flag": METRICS["ct"].flag_below, "_metrics": m}
         figs = {}
         if self.kind != "points":
             train_imgs = stats.real_images(self.loaded, "train")
-            figs["nn_grid"] = plots.nn_figure(samples, train_imgs, px_i, self.shape[-1])
+            figs["nn_grid"] = plots.nn_figure(samples, train_imgs, px_i, self.shape[-1], matched=found["index"])
         return check, figs

@@ -55,6 +55,9 @@ register(Metric("near_copies", "share of samples closer to train than 99 % of he
                 "share of samples", flag_above=0.05))
 # C_T averages in-cell Z scores with weights summing to 1: under the null (no copying) its sd is
 # at most 1, so C_T < -3 happens with probability <= 0.0013 by chance (one-sided).
+register(Metric("edit_copies", "share of samples that are copies under small edits (shift, mirror, rescale, "
+                "re-lighting, noise), against held-out images searched alike", "min", "share of samples",
+                flag_above=0.05))
 register(Metric("ct", "C_T data-copying statistic (Meehan et al. 2020, the authors' test)", "", "z-score",
                 flag_below=-3.0))
 register(Metric("mifid", "memorization-informed FID (Bai et al. 2021: distance averaged over generated samples)",
@@ -161,5 +164,9 @@ def verdicts(checks: dict) -> list[tuple[str, bool]]:
                   f"in feature space (closer to a training image than 99 % of held-out images are); median "
                   f"distance to the nearest training image is {px['nn_ratio']:.2f}x that of held-out images; "
                   f"C_T = {mem['ct']:.2f} (data copying would be below {mem['ct_flag']})")
+        if mem.get("edits"):
+            kinds = ", ".join(f"{k} {v:.2%}" for k, v in mem["edits"]["by_edit"].items() if v)
+            detail += (f"; {mem['edits']['near_copy_share']:.2%} are copies under small edits (shifts, mirroring, "
+                       f"rescaling, re-lighting)" + (f": {kinds}" if kinds else ""))
         out.append((VERDICT_WORDS["memorization"][bool(mem["flagged"])] + detail, not mem["flagged"]))
     return out

@@ -12,10 +12,13 @@ from evaluation.defaults import DEFAULTS
 from suite import images
 
 
-def nn_figure(samples: torch.Tensor, train: torch.Tensor, idx: torch.Tensor, size: int, rows: int = 8):
-    """The GAN paper's rightmost column: each generated sample beside its nearest training images."""
+def nn_figure(samples: torch.Tensor, train: torch.Tensor, idx: torch.Tensor, size: int, rows: int = 8,
+              matched: torch.Tensor | None = None):
+    """The GAN paper's rightmost column: each generated sample, the training image it matches under
+    small edits (shift, mirror, rescale, re-lighting), then its nearest training images as they are."""
     g = features.prepare_images(samples[:rows], size)
-    cols = [g] + [train[idx[:rows, j]] for j in range(idx.shape[1])]
+    cols = [g] + ([train[matched[:rows]]] if matched is not None else []) + [train[idx[:rows, j]]
+                                                                            for j in range(idx.shape[1])]
     tiles = torch.stack(cols, 1).flatten(0, 1)
     return images.grid(tiles, nrow=len(cols), min_side=64)
 

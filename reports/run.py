@@ -93,8 +93,9 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
     if result:
         for text, ok in metrics.verdicts(result.get("checks", {})):
             checks.add(Text(text, "verdict-ok" if ok else "verdict-bad"))
-    for path, caption in (("eval/nn_grid.png", "memorization: each generated sample (left) beside its three nearest "
-                                               "training images in pixel space"),
+    for path, caption in (("eval/nn_grid.png", "memorization: each generated sample (left), the training image it "
+                                               "matches under small edits, then its three nearest training images "
+                                               "in pixel space"),
                           ("eval/modes.png", "mode coverage: generated vs data class (or mode) histogram"),
                           ("eval/translations_atob.png", "held-out A images: input, translation, reconstruction")):
         img = artifact_png(rid, path, tmp, caption)
