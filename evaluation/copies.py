@@ -58,14 +58,22 @@ def zoom(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.pad(y, (lo, side - new - lo, lo, side - new - lo), mode="replicate")
 
 
+def blur_matrix(size: int, sigma: float = 0.8, radius: int = 2) -> torch.Tensor:
+    """size x size: a 1-D Gaussian blur with the border replicated, as one matrix."""
+    m = torch.zeros(size, size)
+    taps = torch.exp(-torch.arange(-radius, radius + 1).float() ** 2 / (2 * sigma**2))
+    for i in range(size):
+        for t, w in zip(range(-radius, radius + 1), taps / taps.sum()):
+            m[i, min(max(i + t, 0), size - 1)] += w
+    return m
+
+
 def soften(x: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:
     """A Gaussian blur of about a pixel: resampling an image (crop-and-rescale) sharpens or blurs
-    edges by that much, which must not count as a difference."""
-    t = torch.arange(-2, 3, dtype=x.dtype)
-    kernel = torch.exp(-t**2 / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kernel.view(x.shape[1], 1, 1, 5), groups=x.shape[1])
-    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), kernel.view(x.shape[1], 1, 5, 1), groups=x.shape[1])
+    edges by that much, which must not count as a difference. Two small matrix products (a
+    depthwise convolution is ~20x slower on the CPU)."""
+    rows, cols = blur_matrix(x.shape[-2], sigma), blur_matrix(x.shape[-1], sigma)
+    return rows @ x @ cols.T
 
 
 def windows(x: torch.Tensor, shift: int) -> torch.Tensor:

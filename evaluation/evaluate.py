@@ -10,6 +10,7 @@ those of a training run as it goes, a finished run's checkpoint, or a file from 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -17,11 +18,11 @@ import numpy as np
 import torch
 
 from evaluation import collapse, copies, features, fid, isc, kid, memorization, plots, prdc, stats
-from evaluation.defaults import DEFAULTS
+from evaluation.defaults import DEFAULTS, PROTOCOL
 from evaluation.metrics import METRICS, flagged, metric_name
 from evaluation.neighbours import kth_radius
 from evaluation.samples import check_samples, sample_format
-from suite import data
+from suite import data, paths
 
 
 @dataclass
@@ -126,7 +127,12 @@ class Context:
         distances under it (the threshold's baseline), built once per context."""
         if "copies" not in self._refs:
             search = copies.CopySearch(stats.real_images(self.loaded, "train"))
-            self._refs["copies"] = (search, search(stats.real_images(self.loaded, "test"))["distance"])
+            test, train = self.ref("test", self.pixels), self.ref("train", self.pixels)
+            settings = "-".join(str(DEFAULTS[k]) for k in ("copy_shift", "copy_scales", "copy_candidates"))
+            key = hashlib.sha256(f"{PROTOCOL}|{settings}|{test['key']}|{train['key']}".encode()).hexdigest()[:16]
+            path = paths.cache_dir("stats") / f"{self.base}-heldout-copies-{key}.pt"
+            heldout = stats.cached_distances(path, lambda: search(stats.real_images(self.loaded, "test"))["distance"])
+            self._refs["copies"] = (search, heldout)
         return self._refs["copies"]
 
     def names(self, n: int) -> dict[str, str]:

@@ -74,12 +74,17 @@ def reference(name: str, size: int, split: str, extractor: Extractor, load, n: i
     return ref
 
 
+def cached_distances(path, compute) -> torch.Tensor:
+    """A baseline of distances, computed once and kept under `path` (whose name is its key)."""
+    if path.exists():
+        return checkpoint.load(path)["d"]
+    d = compute()
+    checkpoint.save({"d": d}, path)
+    return d
+
+
 def heldout_nn(name: str, extractor: Extractor, test: dict, train: dict) -> torch.Tensor:
     """Distance of every held-out example to its nearest training example (the memorization
     baseline), cached under the two references' keys."""
     path = paths.cache_dir("stats") / f"{name}-heldout-nn-{extractor.name}-{test['key']}-{train['key']}.pt"
-    if path.exists():
-        return checkpoint.load(path)["d"]
-    d, _ = knn(test["features"].flatten(1), train["features"].flatten(1), 1)
-    checkpoint.save({"d": d[:, 0]}, path)
-    return d[:, 0]
+    return cached_distances(path, lambda: knn(test["features"].flatten(1), train["features"].flatten(1), 1)[0][:, 0])

@@ -100,7 +100,7 @@ def cmd_evaluate(args) -> int:
         samples.check_samples(x, kind, shape)  # before a feature network is built or trained
         opts = Options(n=len(x), extractor=args.extractor, device=args.device, data_root=args.data_root,
                        inception_weights=args.inception_weights)
-        result = Context(args.dataset, opts).evaluate(x, full=True)
+        result = Context.shared(args.dataset, opts).evaluate(x, full=True)
         if args.json:
             print(json.dumps(result.to_json(), default=float))
         else:

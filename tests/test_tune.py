@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import ROOT, run_cli, sets
+from tests.helpers import ROOT, run_cli, run_main, sets
 
 # Tiny 2D-mixture GAN: a trial is a few seconds of training plus evaluations.
 RING = {"g_hidden": "32,32", "d_hidden": "32", "eval_n": 2000, "n_sample": 200}
@@ -88,7 +88,7 @@ def test_planted_hopeless_region_gets_pruned(suite_home, tmp_path):
 
 def test_failed_trials_are_recorded_with_the_reason_and_the_study_goes_on(suite_home, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    proc = run_cli(*tune_args(storage, "fail", 3, "--params", "lr_d:1e30:1e31", "--pruner", "none", steps=20),
+    proc = run_main(*tune_args(storage, "fail", 3, "--params", "lr_d:1e30:1e31", "--pruner", "none", steps=20),
                    env=env_for(suite_home))
     assert proc.returncode == 0, proc.stderr
     trials = trials_of(storage, "fail")
