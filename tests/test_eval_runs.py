@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from evaluation.metrics import metric_name
 from suite import harness, paths
 from tests.helpers import TINY_DC, run_main, sets
@@ -37,6 +39,7 @@ def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, ml
     assert [m.step for m in mlflow_client.get_metric_history(run_id, fid500)] == [best.step]
 
 
+@pytest.mark.slow  # a minute: trains CycleGAN, then the Fashion-MNIST classifier judges it
 def test_cyclegan_fashion_is_judged_by_known_ground_truth(suite_home, mlflow_client):
     req = harness.RunRequest(recipe="cyclegan_fashion", max_steps=4, progress=False,
                              overrides={"ngf": 4, "ndf": 4, "n_blocks": 1, "train_subset": 20, "n_sample": 2,

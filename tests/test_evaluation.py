@@ -24,6 +24,7 @@ def correlated(n, d, seed, shift=0.0):
 # ----------------------------------------------------------------------------- FID
 
 
+@pytest.mark.slow  # scipy's sqrtm of a 2048 x 2048 matrix: the singular-covariance case below stays fast
 def test_frechet_distance_matches_scipy_sqrtm_on_2048d_statistics():
     from scipy import linalg
 

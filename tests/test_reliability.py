@@ -40,7 +40,7 @@ def store(tmp_path_factory):
     env = {"SUITE_HOME": str(home), "HOME": str(tmp)}
     ids = {}
     for name in ("kept", "victim"):
-        proc = run_main("run", "dcgan_digits", *TINY_RUN, "--set", "eval_every=0", env=env)
+        proc = run_main("run", "dcgan_digits", *TINY_RUN, "--no-eval", env=env)
         assert proc.returncode == 0, proc.stderr
         ids[name] = proc.stdout.split()[-1]
     from suite import paths
