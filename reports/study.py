@@ -40,7 +40,8 @@ def report_study(name: str) -> tuple[Document, str]:
                     + ", ".join(f"{k} = {v:.3g}" for k, v in summary["best_params"].items()))
             if summary.get("default_value") is not None:
                 d, b = summary["default_value"], summary["best_value"]
-                line += f". The paper's default scored {d:.4g}: tuning moved the objective by {(b - d) / abs(d):+.1%}."
+                moved = f"by {(b - d) / abs(d):+.1%}" if d else f"from 0 to {b:.4g}"  # a relative change of 0 is undefined
+                line += f". The paper's default scored {d:.4g}: tuning moved the objective {moved}."
             top.add(Text(line))
         top.add(Text(f"{summary.get('trials', 0)} trials: {summary.get('complete', 0)} complete, "
                      f"{summary.get('pruned', 0)} pruned, {summary.get('failed', 0)} failed."))
