@@ -285,8 +285,8 @@ def test_fashion_heldout_beats_one_class_and_an_untrained_generator(fashion_ctx,
 
 
 def test_a_sampler_returning_training_images_is_flagged_as_memorizing(fashion_ctx, fashion):
-    copies = fashion_ctx.evaluate(fashion.train.x[:2000])
-    heldout = fashion_ctx.evaluate(fashion.test.x[:2000])
+    copies = fashion_ctx.evaluate(fashion.train.x[:1000])
+    heldout = fashion_ctx.evaluate(fashion.test.x[:1000])
     mem_c, mem_h = copies.checks["memorization"], heldout.checks["memorization"]
     assert mem_c["flagged"] and mem_c["pixels"]["near_copy_share"] == 1.0 and mem_c["ct"] < -3
     assert not mem_h["flagged"] and mem_h["pixels"]["near_copy_share"] < 0.03 and abs(mem_h["ct"]) < 3
