@@ -76,13 +76,20 @@ def soften(x: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:
     return rows @ x @ cols.T
 
 
-def windows(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """N x C x H x W -> N x (2s+1)^2 x D: every interior window, standardised; the centre one
-    (no shift) is at index ((2s+1)^2) // 2."""
-    n, c, h, w = x.shape
+def window_cosines(x: torch.Tensor, centres: torch.Tensor, shift: int) -> torch.Tensor:
+    """Cosine between every interior window of each image (B x C x H x W, windows of side H - 2s
+    at the (2s+1)^2 offsets; the centre one, no shift, is offset (2s+1)^2 // 2) and each of its
+    candidates' standardised centre windows (B x D x k): B x (2s+1)^2 x k. A candidate has zero
+    mean, so only the window's centred norm is needed, from two pooled sums instead of
+    standardising every window."""
+    b, c, h, w = x.shape
     side_h, side_w = h - 2 * shift, w - 2 * shift
-    win = x.unfold(2, side_h, 1).unfold(3, side_w, 1)  # N x C x (2s+1) x (2s+1) x h' x w'
-    return standardise(win.permute(0, 2, 3, 1, 4, 5).reshape(n, (2 * shift + 1) ** 2, -1))
+    win = x.unfold(2, side_h, 1).unfold(3, side_w, 1)  # B x C x (2s+1) x (2s+1) x h' x w'
+    dots = torch.bmm(win.permute(0, 2, 3, 1, 4, 5).reshape(b, (2 * shift + 1) ** 2, -1), centres)
+    mean = F.avg_pool2d(x, (side_h, side_w), stride=1).mean(1).flatten(1)  # B x S
+    sq = F.avg_pool2d(x * x, (side_h, side_w), stride=1).mean(1).flatten(1)
+    norm = ((sq - mean * mean).clamp(min=0) * (c * side_h * side_w)).sqrt().clamp(min=1e-8)
+    return dots / norm.unsqueeze(2)
 
 
 def top_k(queries: torch.Tensor, refs: torch.Tensor, k: int, q_chunk: int = 512, r_chunk: int = 4096) -> torch.Tensor:
@@ -125,19 +132,20 @@ class CopySearch:
         n, k = len(images), min(self.k, len(self.centre))
         best = torch.full((n,), -2.0)
         index, group, offset = (torch.zeros(n, dtype=torch.long) for _ in range(3))
-        for g, (scale, mirror) in enumerate(self.groups):
-            edited = zoom(images.flip(-1) if mirror else images, scale)
-            if not mirror:  # the spectrum is blind to mirroring: one candidate search per zoom
-                cands = top_k(spectrum(edited), self.spectra, k)
+        for scale in self.scales:
+            zoomed = zoom(images, scale)
+            cands = top_k(spectrum(zoomed), self.spectra, k)  # blind to mirroring: serves both
             for s in range(0, n, chunk):
-                q = windows(edited[s : s + chunk], self.shift)  # B x S x D
-                cos = torch.bmm(q, self.centre[cands[s : s + chunk]].transpose(1, 2))  # B x S x k
-                value, flat = cos.flatten(1).max(1)
-                better = value > best[s : s + chunk]
-                rows = torch.arange(s, s + len(value))[better]
-                best[rows] = value[better]
-                index[rows] = torch.gather(cands[s : s + chunk], 1, (flat % k).unsqueeze(1))[better, 0]
-                group[rows], offset[rows] = g, (flat // k)[better]
+                centres = self.centre[cands[s : s + chunk]].transpose(1, 2)  # B x D x k, gathered once
+                for mirror in (False, True):
+                    part = zoomed[s : s + chunk]
+                    cos = window_cosines(part.flip(-1) if mirror else part, centres, self.shift)  # B x S x k
+                    value, flat = cos.flatten(1).max(1)
+                    better = value > best[s : s + chunk]
+                    rows = torch.arange(s, s + len(value))[better]
+                    best[rows] = value[better]
+                    index[rows] = torch.gather(cands[s : s + chunk], 1, (flat % k).unsqueeze(1))[better, 0]
+                    group[rows], offset[rows] = self.groups.index((scale, mirror)), (flat // k)[better]
         # unit vectors: |a - b|^2 = 2 - 2 cos
         return {"distance": (2 - 2 * best).clamp(min=0).sqrt(), "index": index, "group": group, "offset": offset}
 
