@@ -9,8 +9,8 @@ nearest-neighbour search calls a one-pixel shift or a mirror image of a training
   image only a little.
 - Mirroring and mild crop-and-rescale: the query is searched as it is, mirrored, and zoomed by
   each factor in `scales`.
-- Shifts of up to `shift` pixels: compared on the interior (the border of `shift` pixels left
-  out), every offset of the query's window against the training image's centre window, so the
+- Shifts of up to 2 pixels of 28 (`shift` is a share of the side, at least one pixel): compared
+  on the interior (that border left out), every offset of the query's window against the training image's centre window, so the
   way a shifted image was filled at its edge does not matter.
 - Search: for each zoom the `candidates` nearest training images by the magnitude of their low
   2D Fourier frequencies (unchanged by a shift or a mirror), then the exact windowed distance,
@@ -111,10 +111,13 @@ def top_k(queries: torch.Tensor, refs: torch.Tensor, k: int, q_chunk: int = 512,
 class CopySearch:
     """The training side, prepared once: centre windows and spectra of every training image."""
 
-    def __init__(self, train: torch.Tensor, shift: int = DEFAULTS["copy_shift"],
+    def __init__(self, train: torch.Tensor, shift: float = DEFAULTS["copy_shift"],
                  scales: tuple[float, ...] = DEFAULTS["copy_scales"], candidates: int = DEFAULTS["copy_candidates"]):
         train = soften(train.float())
-        self.shift, self.scales, self.k = shift, tuple(scales), candidates
+        # shifts up to `shift` of the side, at least one pixel (2 px at 28, 1 at 8)
+        self.shift = max(1, round(shift * min(train.shape[-2:])))
+        self.scales, self.k = tuple(scales), candidates
+        shift = self.shift
         h, w = train.shape[-2:]
         self.centre = standardise(train[..., shift : h - shift, shift : w - shift].flatten(1))
         self.spectra = spectrum(train)
