@@ -68,9 +68,10 @@ class TranslationEvaluator:
         ext = self.ctx.extractor
         to28 = lambda x: features.prepare_images(x, 28)  # noqa: E731
         logits_ab = ext(data.unrestyle(fake_b))["logits"]
-        logits_ba = ext(fake_a)["logits"]
+        out_ba = ext(fake_a)  # one pass: its features give the FID, its logits the labels
+        logits_ba = out_ba["logits"]
         ref = self.ctx.ref("train")
-        fid_ba = fid.frechet_distance(*fid.statistics(ext(fake_a)["features"]), ref["mu"], ref["sigma"])
+        fid_ba = fid.frechet_distance(*fid.statistics(out_ba["features"]), ref["mu"], ref["sigma"])
         n = self.n
         m = {
             self.primary: fid_ba,
