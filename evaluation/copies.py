@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from evaluation.defaults import DEFAULTS
+from evaluation.memorization import copy_stats
 
 EDIT_KINDS = ("none", "shift", "mirror", "rescale")  # "none": an exact, re-lit or noised copy
 
@@ -157,11 +158,12 @@ def copy_shares(search: CopySearch, found: dict[str, torch.Tensor], heldout: tor
                 q: float = DEFAULTS["near_copy_quantile"]) -> dict:
     """Near copies under edits: closer to the training set than the q-quantile of held-out real
     images searched the same way; their share of all samples, in all and by the edit that matched."""
-    threshold = torch.quantile(heldout.double(), q).item()
+    plain = copy_stats(found["distance"], heldout, q)  # the same threshold rule as the plain search
+    threshold = plain["near_copy_threshold"]
     near = (found["distance"] <= threshold).tolist()
     kinds = [search.kind(int(g), int(o)) for g, o in zip(found["group"], found["offset"])]
     return {
-        "near_copy_share": sum(near) / len(near),
+        "near_copy_share": plain["near_copy_share"],
         "near_copy_threshold": threshold,
         "by_edit": {kind: sum(1 for hit, k in zip(near, kinds) if hit and k == kind) / len(near) for kind in EDIT_KINDS},
     }
