@@ -22,6 +22,8 @@ DEFAULTS = {
     "ct_pca_dims": 64,  # ... on features reduced to 64 PCA dimensions ...
     "ct_min_per_cell": 20,  # ... and cells with more than 20 generated samples (tau = 20 / m)
     "mifid_eps": 0.1,  # torchmetrics' cosine_distance_eps
+    "ci_boot": 200,  # bootstrap replicates of each sampling interval (evaluation.bootstrap)
+    "ci_level": 0.95,
     "seed": 2020,
 }
 

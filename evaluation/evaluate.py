@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evaluation import collapse, copies, features, fid, isc, kid, memorization, plots, prdc, stats
+from evaluation import bootstrap, collapse, copies, features, fid, isc, kid, memorization, plots, prdc, stats
 from evaluation.defaults import DEFAULTS, PROTOCOL
-from evaluation.metrics import METRICS, flagged, metric_name
+from evaluation.metrics import METRICS, SPREADS, flagged, interval_names, metric_name
 from evaluation.neighbours import kth_radius
 from evaluation.samples import check_samples, sample_format
 from suite import data, paths
@@ -56,8 +56,11 @@ class Result:
         """The checks' verdicts as run tags (filterable in the MLflow UI)."""
         if not self.checks:
             return {}
-        return {"suite.mode_collapse": str(self.checks["mode_collapse"]["flagged"]),
+        tags = {"suite.mode_collapse": str(self.checks["mode_collapse"]["flagged"]),
                 "suite.memorization": str(self.checks.get("memorization", {}).get("flagged", "not checked"))}
+        if any(k.endswith(SPREADS[1]) for k in self.metrics):
+            tags["suite.ci_method"] = bootstrap.METHOD
+        return tags
 
 
 def kid_subset_size(n: int, n_ref: int) -> int:
@@ -214,8 +217,29 @@ class Context:
             metrics.update(mem.pop("_metrics"))
             checks["memorization"] = mem
             figs.update(figs_mem)
+        if n >= 2:
+            metrics.update(self.intervals(gen_f, names, metrics, full))
         metrics = {k: float(v) for k, v in metrics.items()}
         return Result(metrics, checks, figs, self.primary(n))
+
+    def intervals(self, gen_f: torch.Tensor, names: dict, values: dict, full: bool) -> dict[str, float]:
+        """Sampling intervals (evaluation.bootstrap) of FID at every evaluation, and of KID and
+        precision / recall / density / coverage where a full evaluation computed them."""
+        ref, n = self.ref("train"), len(gen_f)
+        w = bootstrap.weights(n)
+        ones = torch.ones(1, n, dtype=torch.float64)
+        out = {names["fid"]: bootstrap.interval(values[names["fid"]], values[names["fid"]],
+                                                bootstrap.fid_replicates(gen_f, ref["mu"], ref["sigma"], w))}
+        if full and names["kid"] in values:
+            reps = bootstrap.kid_replicates(gen_f, ref["features"], torch.cat([ones, w]))
+            out[names["kid"]] = bootstrap.interval(values[names["kid"]], float(reps[0]), reps[1:])
+        if full and names["precision"] in values:
+            real_sub, radii = self.real_radii(min(n, ref["n"]))
+            gen_radii = kth_radius(gen_f.double(), DEFAULTS["prdc_k"], dtype=torch.float64)
+            reps = bootstrap.prdc_replicates(gen_f, real_sub, radii, gen_radii, torch.cat([ones, w]))
+            for key, r in reps.items():
+                out[names[key]] = bootstrap.interval(values[names[key]], float(r[0]), r[1:])
+        return {key: v for name, pair in out.items() for key, v in zip(interval_names(name), pair)}
 
     def memorization(self, samples: torch.Tensor, gen_f: torch.Tensor, fid_value: float, n: int):
         if not self.has_test:

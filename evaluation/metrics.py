@@ -87,11 +87,19 @@ def metric_name(metric: str, n: int, extractor: str, dataset: str | None = None,
     return name
 
 
+SPREADS = ("_std", "_ci_low", "_ci_high")  # suffixes of a metric's spread or interval, never a metric itself
+
+
+def interval_names(name: str) -> tuple[str, str]:
+    """The names of a metric's sampling interval (evaluation.bootstrap)."""
+    return f"{name}_ci_low", f"{name}_ci_high"
+
+
 def lookup(name: str) -> Metric | None:
     """The table entry of a logged name: the longest registered key followed by the sample count
     (`cycle_l1200_a` is cycle_l1 at 200 samples). None for anything that is not an evaluation
     metric (losses, learning rates, shares, spreads such as `..._std`)."""
-    if name.endswith("_std"):
+    if name.endswith(SPREADS):
         return None
     keys = [k for k in METRICS if name.startswith(k) and name[len(k):len(k) + 1].isdigit()]
     return METRICS[max(keys, key=len)] if keys else None
