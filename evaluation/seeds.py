@@ -103,7 +103,10 @@ def t_power(delta: float, n: int, sd: float, alpha: float) -> float:
     df = n - 1
     crit = stats.t.ppf(1 - alpha / 2, df)
     nc = delta * math.sqrt(n) / sd
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    upper, lower = stats.nct.sf(crit, df, nc), stats.nct.cdf(-crit, df, nc)
+    # far in the tails scipy's noncentral t returns NaN for what is 1 (upper) or 0 (lower)
+    upper = (1.0 if nc > crit else 0.0) if math.isnan(upper) else upper
+    return float(upper + (0.0 if math.isnan(lower) else lower))
 
 
 def permutation_power(delta: float, n: int, sd: float, alpha: float, sims: int = 4000, seed: int = 0) -> float:
