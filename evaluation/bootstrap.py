@@ -10,10 +10,12 @@ the estimate.
 
 A replicate draws n of the n generated samples with replacement; with multiplicity w_i of
 sample i the statistics are weighted sums, so B replicates cost B weighted covariances (FID),
-B weighted kernel sums (KID) and B boolean products (precision, recall, density, coverage).
+B weighted kernel sums (KID) and B boolean products (precision, recall, density, coverage: evaluation.prdc
+computes them in the same pass as the metrics themselves).
 - KID: the unbiased MMD^2 over the whole set, pairs of a sample with its own copies left out
-  (a copy is no evidence of closeness); T* - T of that statistic shifts the subset-averaged
-  KID the suite reports.
+  (a copy is no evidence of closeness), against as many real samples as there are generated
+  ones (the PRDC subset; all of a 60k training split cost 4x the whole evaluation on the 2D
+  toys); T* - T of that statistic shifts the subset-averaged KID the suite reports.
 - PRDC: every k-NN radius (real and generated) is held at its full-set value; a replicate only
   changes which generated samples are present. Re-estimating radii inside a resample would put
   duplicates at distance 0 from each other and shrink every generated ball.
@@ -27,7 +29,6 @@ import torch
 from evaluation import fid
 from evaluation.defaults import DEFAULTS
 from evaluation.kid import _poly
-from evaluation.prdc import within
 
 METHOD = (f"basic bootstrap over the generated samples ({DEFAULTS['ci_boot']} replicates, "
           f"{DEFAULTS['ci_level']:.0%}); k-NN radii held fixed")
@@ -77,22 +78,3 @@ def kid_replicates(gen: torch.Tensor, real: torch.Tensor, w: torch.Tensor, chunk
     total, squares = w.sum(1), (w * w).sum(1)
     within_gen = (gg - (w * w) @ diag) / (total * total - squares)
     return within_gen - 2 * (w @ cross) / (n * m)
-
-
-def prdc_replicates(gen: torch.Tensor, real: torch.Tensor, real_radii: torch.Tensor, gen_radii: torch.Tensor,
-                    w: torch.Tensor, k: int = DEFAULTS["prdc_k"], chunk: int = 1024) -> dict[str, torch.Tensor]:
-    """Precision, recall, density and coverage of each resample, radii fixed."""
-    g, r = gen.double(), real.double()
-    n = len(g)
-    present = (w > 0).double().T.contiguous()  # n x B
-    counts = torch.zeros(n, dtype=torch.float64)
-    covered = torch.zeros(len(r), w.shape[0], dtype=torch.float64)
-    for s in range(0, n, chunk):
-        inside = within(g[s : s + chunk], r, real_radii.double()).double()
-        counts[s : s + chunk] = inside.sum(1)
-        covered += inside.T @ present[s : s + chunk]
-    hits = torch.zeros(len(r), w.shape[0], dtype=torch.float64)
-    for s in range(0, len(r), chunk):
-        hits[s : s + chunk] = within(r[s : s + chunk], g, gen_radii.double()).double() @ present
-    return {"precision": w @ (counts > 0).double() / n, "density": w @ counts / (k * n),
-            "recall": (hits > 0).double().mean(0), "coverage": (covered > 0).double().mean(0)}

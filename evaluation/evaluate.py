@@ -209,36 +209,34 @@ class Context:
         if "mode_collapse" not in checks:
             checks["mode_collapse"] = {"flagged": False, "modes_covered": None, "modes_total": None,
                                        "note": "no class labels for this extractor: not checked"}
+        pr_reps: dict = {}
         if full:
             real_sub, radii = self.real_radii(min(n, ref["n"]))
-            pr = prdc.prdc(gen_f, real_sub, real_radii=radii)
+            w = bootstrap.weights(n)
+            pr, pr_reps = prdc.prdc(gen_f, real_sub, real_radii=radii, boot_weights=w)
             metrics.update({names[k]: v for k, v in pr.items()})
             mem, figs_mem = self.memorization(samples, gen_f, metrics[names["fid"]], n)
             metrics.update(mem.pop("_metrics"))
             checks["memorization"] = mem
             figs.update(figs_mem)
         if n >= 2:
-            metrics.update(self.intervals(gen_f, names, metrics, full))
+            metrics.update(self.intervals(gen_f, names, metrics, pr_reps))
         metrics = {k: float(v) for k, v in metrics.items()}
         return Result(metrics, checks, figs, self.primary(n))
 
-    def intervals(self, gen_f: torch.Tensor, names: dict, values: dict, full: bool) -> dict[str, float]:
+    def intervals(self, gen_f: torch.Tensor, names: dict, values: dict, prdc_reps: dict) -> dict[str, float]:
         """Sampling intervals (evaluation.bootstrap) of FID at every evaluation, and of KID and
         precision / recall / density / coverage where a full evaluation computed them."""
         ref, n = self.ref("train"), len(gen_f)
         w = bootstrap.weights(n)
-        ones = torch.ones(1, n, dtype=torch.float64)
         out = {names["fid"]: bootstrap.interval(values[names["fid"]], values[names["fid"]],
                                                 bootstrap.fid_replicates(gen_f, ref["mu"], ref["sigma"], w))}
-        if full and names["kid"] in values:
-            reps = bootstrap.kid_replicates(gen_f, ref["features"], torch.cat([ones, w]))
+        if names["kid"] in values:
+            real_sub, _ = self.real_radii(min(n, ref["n"]))  # as many real samples as generated ones
+            reps = bootstrap.kid_replicates(gen_f, real_sub, torch.cat([torch.ones(1, n, dtype=torch.float64), w]))
             out[names["kid"]] = bootstrap.interval(values[names["kid"]], float(reps[0]), reps[1:])
-        if full and names["precision"] in values:
-            real_sub, radii = self.real_radii(min(n, ref["n"]))
-            gen_radii = kth_radius(gen_f.double(), DEFAULTS["prdc_k"], dtype=torch.float64)
-            reps = bootstrap.prdc_replicates(gen_f, real_sub, radii, gen_radii, torch.cat([ones, w]))
-            for key, r in reps.items():
-                out[names[key]] = bootstrap.interval(values[names[key]], float(r[0]), r[1:])
+        for key, reps in prdc_reps.items():
+            out[names[key]] = bootstrap.interval(values[names[key]], values[names[key]], reps)
         return {key: v for name, pair in out.items() for key, v in zip(interval_names(name), pair)}
 
     def memorization(self, samples: torch.Tensor, gen_f: torch.Tensor, fid_value: float, n: int):

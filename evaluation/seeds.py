@@ -160,3 +160,18 @@ def budget_curve(values, maximize: bool, boot: int = 1000, seed: int = 0) -> lis
         out.append({"k": k, "expected_best": expected_best(v, k, maximize),
                     "band_low": float(np.percentile(best, 2.5)), "band_high": float(np.percentile(best, 97.5))})
     return out
+
+
+def in_words(c: dict) -> str:
+    """One comparison of a benchmark (suite.benchmark.comparisons) as a sentence."""
+    head = f"{c['a']} vs {c['b']} on {c['metric']}: "
+    if c["verdict"] == "too few seeds":
+        return head + f"no verdict ({c['note']})"
+    diff = (f"difference {c['diff']:+.4g}, 95 % CI [{c['ci_low']:.4g}, {c['ci_high']:.4g}], "
+            f"p = {c['p_holm']:.3g} (Holm)")
+    if c["verdict"] == "no detectable difference":
+        if not c.get("min_detectable"):
+            return head + f"no detectable difference ({diff}): every seed gave the same difference"
+        return head + (f"no detectable difference ({diff}); differences of {c['min_detectable']:.3g} or more would "
+                       "have been found with 80 % power")
+    return head + f"{c['a'] if c['verdict'] == 'a better' else c['b']} is better ({diff})"

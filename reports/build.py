@@ -3,6 +3,7 @@
     python -m suite report RUN_ID -o report.html
     python -m suite report --experiment dcgan_fashion
     python -m suite report --study wgan_fashion-tune --format md -o study.md
+    python -m suite report --benchmark NAME -o bench.html
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reports.benchmark import report_benchmark
 from reports.compare import comparison
 from reports.document import Document, to_html, to_markdown
 from reports.run import run_sections
@@ -70,10 +72,10 @@ def _check_writable(target: Path) -> None:
         raise ConfigError(f"cannot write the report to {target}: {why}")
 
 
-def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True) -> Path:
-    chosen = sum(bool(x) for x in (run_ids, experiment, study))
+def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True, bench: str | None = None) -> Path:
+    chosen = sum(bool(x) for x in (run_ids, experiment, study, bench))
     if chosen != 1:
-        raise ConfigError("report needs RUN_ID [RUN_ID ...], or --experiment NAME, or --study NAME")
+        raise ConfigError("report needs RUN_ID [RUN_ID ...], or --experiment NAME, --study NAME or --benchmark NAME")
     if fmt not in ("html", "md"):
         raise ConfigError(f"--format must be html or md, got '{fmt}'")
     target = Path(out or f"report.{fmt}")
@@ -81,6 +83,8 @@ def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True
     owner = None
     if study:
         doc, owner = report_study(study)
+    elif bench:
+        doc, owner = report_benchmark(bench)
     elif experiment:
         doc = report_experiment(experiment)
     else:

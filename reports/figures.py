@@ -104,3 +104,60 @@ def small_multiples(series: dict[str, Series], units: dict[str, str], marks: dic
         axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
     return render(fig)
+
+
+def forest(rows: list[dict], title: str, xlabel: str) -> np.ndarray:
+    """One line per spec: the mean and its interval over seeds, every seed's value as a dot."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * len(rows)))
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        ax.scatter(r["values"], [y] * len(r["values"]), color="0.55", s=14, zorder=2, label="seeds" if i == 0 else None)
+        if r.get("ci_low") is not None:
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color="C0", lw=2.2, zorder=3,
+                    label="95 % interval" if i == 0 else None)
+        ax.scatter([r["mean"]], [y], color="C0", marker="D", s=36, zorder=4, label="mean" if i == 0 else None)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r["spec"] for r in reversed(rows)], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.4 / len(rows)), ncol=3, frameon=False)
+    fig.tight_layout()
+    return render(fig)
+
+
+def bands(curves: dict[str, list[tuple[int, float, float | None, float | None]]], title: str, ylabel: str) -> np.ndarray:
+    """Per spec: the mean over seeds at each evaluation step with its interval as a band."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for i, (name, pts) in enumerate(curves.items()):
+        x = np.array([p[0] for p in pts])
+        mean = np.array([p[1] for p in pts], dtype=float)
+        lo = np.array([np.nan if p[2] is None else p[2] for p in pts], dtype=float)
+        hi = np.array([np.nan if p[3] is None else p[3] for p in pts], dtype=float)
+        ax.plot(x, mean, color=f"C{i % 10}", lw=1.6, marker="o", ms=3, label=name)
+        ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.18, lw=0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    return render(fig)
+
+
+def budget(curve: list[dict], title: str, ylabel: str) -> np.ndarray:
+    """Expected best score against the number of trials (Lucic et al. 2018), with a 95 % band."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    k = [c["k"] for c in curve]
+    ax.fill_between(k, [c["band_low"] for c in curve], [c["band_high"] for c in curve], color="C0", alpha=0.18,
+                    lw=0, label="95 % of the best of k trials")
+    ax.plot(k, [c["expected_best"] for c in curve], color="C0", lw=1.8, marker="o", ms=3, label="expected best")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("trials (budget)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    return render(fig)

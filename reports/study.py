@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation import seeds
+from reports import figures
 from reports.compare import comparison
 from reports.document import Document, Section, Table, Text
-from reports.sources import artifact_png, json_artifact, rows
+from reports.sources import artifact_png, json_artifact, png, rows
 from suite import tracking
 from suite.errors import ConfigError
 
@@ -58,6 +60,18 @@ def report_study(name: str) -> tuple[Document, str]:
             top.add(Table([c.replace("params_", "").replace("user_attrs_", "") for c in df.columns], rows(df),
                           sortable=True, highlight=int(best) if df["value"].notna().any() else None,
                           caption="trials (highlighted: best); slot 0 holds the paper's defaults"))
+            done = df[df["state"] == "COMPLETE"]["value"].dropna().tolist() if "state" in df else []
+            if len(done) >= 2:
+                maximize = summary.get("direction") == "maximize"
+                curve = seeds.budget_curve(done, maximize)
+                budget = doc.add(Section("Budget curve"))
+                budget.add(png(figures.budget(curve, f"expected best {summary.get('metric')} vs trials",
+                                              summary.get("metric", "objective")),
+                               "expected best score of k trials drawn from this study's complete trials, with the "
+                               "95 % band of the best of k (bootstrap over trials; Lucic et al. 2018)"))
+                budget.add(Text(f"With 1 trial the expected score is {curve[0]['expected_best']:.4g}; with "
+                                f"{len(done)} it is {curve[-1]['expected_best']:.4g}. Compare families at equal "
+                                "budget (the same k), not at their best single trial."))
         plots = doc.add(Section("Optuna plots"))
         for key, caption in (("optimization_history", "optimization history: objective per trial and best so far"),
                              ("param_importances", "parameter importance (fANOVA)"),

@@ -19,12 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evaluation import classifier, features, samples
+from evaluation import classifier, features, samples, seeds
 from evaluation.defaults import DEFAULTS
 from evaluation.evaluate import Context, Options
 from recipes import registry
 from reports import build
-from suite import data, harness, tune, tune_space, ui
+from suite import benchmark, data, harness, tune, tune_space, ui
 from suite.errors import ConfigError, SuiteError
 from suite.evaluate_run import evaluate_run
 
@@ -147,8 +147,25 @@ def cmd_tune_worker(args) -> int:
     return tune.worker_main(args.spec, args.worker_id, args.deadline)
 
 
+def cmd_benchmark(args) -> int:
+    spec = benchmark.BenchmarkSpec(
+        specs=args.specs, seeds=args.seeds, max_steps=args.max_steps, sets=parse_sets(args.set),
+        metrics=args.metric or [], baseline=args.baseline, test=args.test, name=args.name, storage=args.storage,
+        workers=args.workers, device=args.device, data_root=args.data_root)
+    out = benchmark.benchmark(spec)
+    if args.json:
+        print(json.dumps(benchmark.clean(out)))
+    else:
+        print(benchmark.render(out))
+    return 0
+
+
+def cmd_bench_worker(args) -> int:
+    return benchmark.worker_main(args.spec, args.worker_id)
+
+
 def cmd_report(args) -> int:
-    build.main(args.run_ids, args.experiment, args.study, args.output, args.format)
+    build.main(args.run_ids, args.experiment, args.study, args.output, args.format, bench=args.benchmark)
     return 0
 
 
@@ -236,10 +253,27 @@ def build_parser() -> Parser:
     s.add_argument("--data-root", help="folder holding local datasets")
     s.set_defaults(func=cmd_tune)
 
+    s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts")
+    s.add_argument("specs", nargs="+", metavar="SPEC", help="RECIPE or RECIPE:key=value,key=value (its text is its label)")
+    s.add_argument("--seeds", type=int, default=benchmark.BenchmarkSpec.seeds, help="seeds 0..N-1 per spec")
+    s.add_argument("--max-steps", type=int, help="training steps of every cell")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override applied to every spec (repeatable)")
+    s.add_argument("--metric", action="append", help="compare this metric too (a logged name or a key: kid, recall)")
+    s.add_argument("--baseline", metavar="SPEC", help="compare every spec with this one only (fewer pairs)")
+    s.add_argument("--test", default="t", choices=list(seeds.TESTS), help="paired test (default t)")
+    s.add_argument("--name", help="default: the specs and seed count; an existing benchmark is resumed/joined")
+    s.add_argument("--storage", help="Optuna storage URL shared by every host (default SUITE_HOME/optuna.db)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
+    s.add_argument("--data-root", help="folder holding local datasets")
+    s.add_argument("--json", action="store_true", help="print the leaderboard and comparisons as one JSON object")
+    s.set_defaults(func=cmd_benchmark)
+
     s = sub.add_parser("report", help="an HTML (or Markdown) report of runs, an experiment or a study")
     s.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     s.add_argument("--experiment", help="every run of this MLflow experiment (a recipe name)")
     s.add_argument("--study", help="an Optuna study run by `suite tune`")
+    s.add_argument("--benchmark", help="a benchmark run by `suite benchmark` (its --name)")
     s.add_argument("-o", "--output", help="output file (default report.html / report.md)")
     s.add_argument("--format", default="html", help="html (self-contained) | md (images in a folder beside it)")
     s.set_defaults(func=cmd_report)
@@ -260,6 +294,11 @@ def build_parser() -> Parser:
     s.add_argument("worker_id")
     s.add_argument("deadline", nargs="?", default="")
     s.set_defaults(func=cmd_tune_worker)
+
+    s = sub.add_parser("_bench-worker")  # internal: one worker process of `benchmark --workers K`
+    s.add_argument("spec")
+    s.add_argument("worker_id")
+    s.set_defaults(func=cmd_bench_worker)
 
     s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
     s.add_argument("dataset", help=" | ".join(classifier.SUPPORTED))

@@ -21,7 +21,7 @@ LAYERS = {
     "recipes": 2,
     "evaluation": 2,
     "reports": 3,
-    **{f"suite.{m}": 4 for m in ("harness", "tune", "tune_space", "tune_storage", "tune_summary", "evaluate_run",
+    **{f"suite.{m}": 4 for m in ("harness", "tune", "tune_space", "tune_storage", "tune_summary", "evaluate_run", "benchmark",
                                  "cli", "ui", "__main__")},
 }
 FOUNDATION = {"suite"} | {f"suite.{m}" for m in ("errors", "paths", "checkpoint", "images", "progress", "tracking",

@@ -1,0 +1,113 @@
+"""A benchmark's report: what the seeds can decide, the leaderboard, a forest plot and bands over
+training per dataset, the comparisons in words, and the median seed's samples of each spec.
+
+    python -m suite report --benchmark NAME -o bench.html
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from evaluation import metrics, seeds
+from reports import figures
+from reports.document import Document, Section, Table, Text
+from reports.sources import artifact_png, json_artifact, png
+from suite import tracking
+from suite.errors import ConfigError
+
+
+def benchmark_parent(name: str):
+    found = tracking.find_runs(f"tags.`suite.benchmark` = '{name}' and tags.`suite.kind` = 'benchmark'")
+    if not found:
+        raise ConfigError(f"no benchmark named '{name}' in {tracking.paths.tracking_uri()}")
+    return found[0]
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def report_benchmark(name: str) -> tuple[Document, str]:
+    parent = benchmark_parent(name)
+    pid = parent.info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        board = json_artifact(pid, "benchmark/leaderboard.json", tmp)
+        cells = json_artifact(pid, "benchmark/cells.json", tmp) or {}
+        if board is None:
+            raise ConfigError(f"benchmark '{name}' has no leaderboard yet (its cells are still running or it "
+                              "was stopped); rerun the same `suite benchmark` command to finish it")
+        doc = Document(f"Benchmark {name}", f"{board['interval']} · {board['test']}, Holm-corrected · tracking "
+                                            f"store: {tracking.paths.tracking_uri()}")
+        top = doc.add(Section("What these seeds can decide"))
+        top.add(Text(board["power"]))
+        if board.get("missing"):
+            top.add(Text(f"Missing cells (failed or not yet trained): {', '.join(board['missing'])}", "verdict-bad"))
+        primaries = board.get("primaries", {})
+        for dataset in sorted({r["dataset"] for r in board["rows"]}):
+            _dataset_sections(doc, dataset, [r for r in board["rows"] if r["dataset"] == dataset], primaries, cells)
+        if board["comparisons"]:
+            comp = doc.add(Section("Paired comparisons"))
+            for c in board["comparisons"]:
+                kind = "verdict-ok" if c["verdict"] in ("a better", "b better") else "note"
+                comp.add(Text(seeds.in_words(c), kind))
+            comp.add(Table(["a", "b", "metric", "n", "difference a - b", "95 % CI", "p", "p (Holm)", "verdict",
+                            "min. detectable"],
+                           [[c["a"], c["b"], c["metric"], c["n"], _fmt(c["diff"]),
+                             f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]", _fmt(c["p_value"]), _fmt(c["p_holm"]),
+                             c["verdict"], _fmt(c.get("min_detectable"))] for c in board["comparisons"]],
+                           caption=f"paired by seed; {board['test']}; min. detectable: the difference this test "
+                                   "finds with 80 % power at the observed spread"))
+        grids = doc.add(Section("Samples of each spec's median seed"))
+        for spec, runs in cells.items():
+            primary = primaries.get(spec)
+            ranked = sorted((r["best"].get(primary, np.nan), int(seed), r["run_id"]) for seed, r in runs.items()
+                            if primary in r["best"])
+            if not ranked:
+                continue
+            value, seed, run_id = ranked[(len(ranked) - 1) // 2]
+            last = sorted(p for p in tracking.list_artifacts(run_id, "samples") if p.endswith(".png"))
+            if last:
+                img = artifact_png(run_id, last[-1], tmp, f"{spec}, seed {seed} (median of {len(ranked)} seeds: "
+                                                          f"{primary} = {value:.4g}), fixed noise, last step")
+                if img:
+                    grids.add(img)
+    return doc, pid
+
+
+def _dataset_sections(doc: Document, dataset: str, rows: list[dict], primaries: dict, cells: dict) -> None:
+    sec = doc.add(Section(f"Leaderboard: {dataset}"))
+    primary = next((primaries[r["spec"]] for r in rows if primaries.get(r["spec"])), None)
+    best_rows = [r for r in rows if r["metric"] == primary and r["at"] == "best"]
+    if best_rows:
+        sec.add(png(figures.forest(best_rows, f"{primary} at the best checkpoint", metrics.unit(primary)),
+                            f"forest plot: mean, {seeds.INTERVAL} and every seed's value"))
+    noisy = [r for r in best_rows if r.get("dominant")]
+    if noisy:
+        sec.add(Text("; ".join(f"{r['spec']}: seed-to-seed sd {r['std']:.3g} vs sample noise sd "
+                               f"{r['sample_noise']:.3g} ({'seeds' if r['dominant'] == 'seeds' else 'samples'} "
+                               "dominate)" for r in noisy)))
+    sec.add(Table(["spec", "metric", "at", "n", "mean", "std", "95 % CI", "sample noise sd", "dominant", "per seed"],
+                  [[r["spec"], r["metric"], r["at"], r["n"], _fmt(r["mean"]), _fmt(r["std"]),
+                    f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt(r.get("sample_noise")), r.get("dominant", ""),
+                    " ".join(f"{v:.4g}" for v in r["values"])] for r in rows], sortable=True,
+                  caption="every evaluation metric at the best checkpoint and at the last step; sample noise: the sd "
+                          "implied by each run's bootstrap interval, averaged over seeds"))
+    if primary:
+        curves = {}
+        for r in best_rows:
+            per_seed = [dict(c["curves"][primary]) for c in cells.get(r["spec"], {}).values()
+                        if primary in c.get("curves", {})]
+            steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
+            curves[r["spec"]] = [(s, *_mean_ci([p[s] for p in per_seed])) for s in steps]
+        if any(curves.values()):
+            sec.add(png(figures.bands(curves, f"{primary} over training", metrics.unit(primary)),
+                                f"mean over seeds at each evaluation step; band: {seeds.INTERVAL}"))
+
+
+def _mean_ci(values: list[float]) -> tuple:
+    ci = seeds.t_interval(values)
+    return ci["mean"], ci["ci_low"], ci["ci_high"]

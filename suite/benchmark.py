@@ -1,0 +1,461 @@
+"""Multi-seed benchmarks: every SPEC x seed cell trained, then a leaderboard with intervals and
+paired comparisons in words (Lucic et al. 2018: one seed cannot tell a recipe from a lucky seed).
+
+    python -m suite benchmark gan_fashion cnn_gan_fashion dcgan_fashion wgan_fashion --seeds 8 --max-steps 600
+    python -m suite benchmark gan_ring8 "gan_ring8:lr_g=1e-3,lr_d=1e-3" --seeds 6 --json
+
+A SPEC is a named recipe, optionally with overrides after a colon; its text is its label. Cells
+are trials of an Optuna study in the same storage queue `suite tune` uses (atomic claims,
+heartbeats, a killed worker's cell queued again), so K hosts join one benchmark with the same
+command and `--storage`. Every cell is an MLflow child run of the benchmark's parent run, in the
+experiment `benchmarks`; re-running the command reuses finished cells and trains the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from evaluation import metrics, seeds
+from suite import harness, tracking
+from suite.errors import ConfigError, SuiteError
+from suite.tracking import Tracker
+from suite.tune_storage import HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, safe_url
+
+EXPERIMENT = "benchmarks"
+
+
+@dataclass
+class BenchmarkSpec:
+    specs: list[str]
+    seeds: int = 5
+    max_steps: int | None = None
+    sets: dict = field(default_factory=dict)  # --set, applied to every spec
+    metrics: list[str] = field(default_factory=list)  # compared besides the primary
+    baseline: str | None = None  # compare every spec with this one only (fewer pairs, more power)
+    test: str = "t"
+    name: str | None = None
+    storage: str | None = None
+    workers: int = 1
+    device: str = "cpu"
+    data_root: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchmarkSpec:
+        return cls(**json.loads(text))
+
+
+def parse_spec(text: str) -> tuple[str, dict[str, str]]:
+    """'gan_ring8:lr_g=1e-3,lr_d=1e-3' -> ('gan_ring8', {'lr_g': '1e-3', 'lr_d': '1e-3'})."""
+    recipe, _, rest = text.partition(":")
+    overrides = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"spec '{text}': overrides are key=value, got '{item}'")
+        overrides[key.strip()] = value.strip()
+    return recipe.strip(), overrides
+
+
+def resolved(b: BenchmarkSpec, label: str, seed: int = 0):
+    recipe, overrides = parse_spec(label)
+    try:
+        return harness.resolve_config(recipe, {**b.sets, **overrides}, seed, b.max_steps)
+    except ConfigError as e:
+        raise ConfigError(f"spec '{label}': {e}") from None
+
+
+def datasets(b: BenchmarkSpec) -> dict[str, str]:
+    """spec label -> the dataset its samples are judged on (specs are compared only within one)."""
+    return {label: resolved(b, label).dataset for label in b.specs}
+
+
+def pairs(b: BenchmarkSpec) -> list[tuple[str, str]]:
+    ds = datasets(b)
+    if b.baseline:
+        return [(s, b.baseline) for s in b.specs if s != b.baseline]
+    return [(a, c) for i, a in enumerate(b.specs) for c in b.specs[i + 1:] if ds[a] == ds[c]]
+
+
+def power_note(b: BenchmarkSpec) -> str:
+    """Said before training: what these seeds can and cannot decide."""
+    m = len(pairs(b))
+    test = seeds.TESTS[b.test]
+    need = seeds.seeds_needed(m, b.test)
+    if not m:
+        return "no two specs share a dataset: the leaderboard has intervals but no comparisons"
+    if b.seeds < need:
+        return (f"with {b.seeds} seeds and {m} pair{'s' * (m > 1)} the {test} (Holm) can declare no difference; "
+                f"use at least {need} seeds. The leaderboard's intervals are still computed.")
+    alpha = seeds.ALPHA / m
+    k = seeds.min_detectable(b.seeds, 1.0, alpha, b.test)
+    return (f"{test}, Holm over {m} pair{'s' * (m > 1)}: with {b.seeds} seeds a difference is detected with 80 % "
+            f"power once it is {k:.2g} standard deviations of the per-seed differences")
+
+
+def validate(b: BenchmarkSpec) -> None:
+    if not b.specs:
+        raise ConfigError("benchmark needs at least one SPEC (a recipe, optionally RECIPE:key=value,...)")
+    if len(set(b.specs)) != len(b.specs):
+        raise ConfigError("a spec is named twice")
+    if b.seeds < 2:
+        raise ConfigError(f"--seeds {b.seeds}: an interval over seeds needs at least 2 (a verdict at least "
+                          f"{seeds.seeds_needed(1, b.test)})")
+    if b.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    if b.test not in seeds.TESTS:
+        raise ConfigError(f"--test must be one of {', '.join(seeds.TESTS)}, got '{b.test}'")
+    for label in b.specs:
+        resolved(b, label)  # unknown recipes, keys and values: one line before anything runs
+    for m in b.metrics:
+        if metrics.lookup(m) is None and m not in metrics.METRICS:
+            raise ConfigError(f"--metric '{m}' is not an evaluation metric (see evaluation/metrics.py)")
+    ds = datasets(b)
+    if b.baseline:
+        if b.baseline not in b.specs:
+            raise ConfigError(f"--baseline '{b.baseline}' is not one of the specs")
+        other = [s for s in b.specs if ds[s] != ds[b.baseline]]
+        if other:
+            raise ConfigError(f"cannot compare {other[0]} ({ds[other[0]]}) with the baseline {b.baseline} "
+                              f"({ds[b.baseline]}): specs are compared only on the same dataset")
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def cells(b: BenchmarkSpec) -> list[dict]:
+    return [{"cell": i * b.seeds + s, "spec": label, "seed": s} for i, label in enumerate(b.specs)
+            for s in range(b.seeds)]
+
+
+def prepare(b: BenchmarkSpec):
+    """Create or join the benchmark's study and parent run; queue every cell not finished."""
+    storage = open_storage(b.storage)
+    study_name = f"benchmark-{b.name}"
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage)
+        owner = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        owner = False
+    if owner:
+        study.set_user_attr("benchmark", json.loads(b.to_json()) | {"storage": safe_url(b.storage)})
+        queue(study, b)
+        study.set_user_attr("mlflow_parent_run_id", _create_parent(b))
+        return study
+    parent = _wait_for_parent(study)
+    Tracker.attach(parent).mark_running()
+    fail_stale(study)
+    queue(study, b)
+    return study
+
+
+def _create_parent(b: BenchmarkSpec) -> str:
+    tags = {"suite.kind": "benchmark", "suite.benchmark": b.name, "suite.storage": safe_url(b.storage),
+            "suite.test": seeds.TESTS[b.test]}
+    params = {"specs": " ".join(b.specs), "seeds": b.seeds, "max_steps": b.max_steps, "test": b.test,
+              "sets": ",".join(f"{k}={v}" for k, v in b.sets.items()), "baseline": b.baseline}
+    config = json.loads(b.to_json()) | {"storage": safe_url(b.storage)}
+    return Tracker.create(EXPERIMENT, f"benchmark-{b.name}", params, tags, config).run_id
+
+
+def _wait_for_parent(study, timeout: float = 120) -> str:
+    t0 = time.time()
+    while not (parent := study.user_attrs.get("mlflow_parent_run_id")):
+        if time.time() - t0 > timeout:
+            raise ConfigError(f"benchmark '{study.study_name}' exists but its coordinator never created the "
+                              "MLflow parent run; use another --name")
+        time.sleep(1)
+    return parent
+
+
+def _by_cell(study) -> dict[int, list]:
+    out: dict[int, list] = {}
+    for t in study.get_trials(deepcopy=False):
+        if "cell" in t.user_attrs and not t.user_attrs.get("duplicate"):
+            out.setdefault(t.user_attrs["cell"], []).append(t)
+    return out
+
+
+def queue(study, b: BenchmarkSpec) -> None:
+    """Each cell once: finished ones are kept, queued or running ones left, failed or missing queued."""
+    have = _by_cell(study)
+    live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+    for c in cells(b):
+        if not any(t.state in live for t in have.get(c["cell"], [])):
+            study.enqueue_trial({}, user_attrs=c)
+
+
+def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
+    c = trial.user_attrs
+    others = [t for t in _by_cell(study).get(c["cell"], []) if t.number != trial.number
+              and t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
+    if others:  # queued twice by two coordinators resuming at once: the first claim trains it
+        trial.set_user_attr("duplicate", True)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    recipe, overrides = parse_spec(c["spec"])
+    run = {}
+
+    def on_start(tracker):
+        run["id"] = tracker.run_id
+        trial.set_user_attr("mlflow_run_id", tracker.run_id)
+
+    req = harness.RunRequest(
+        recipe=recipe, overrides={**b.sets, **overrides}, seed=c["seed"], max_steps=b.max_steps, device=b.device,
+        data_root=b.data_root, progress=False, parent_run_id=parent_id,
+        run_name=f"{b.name}-{c['spec']}-s{c['seed']}", on_start=on_start,
+        extra_tags={"suite.benchmark": b.name, "suite.spec": c["spec"], "suite.cell": str(c["cell"])})
+    state, reason = TrialState.COMPLETE, ""
+    with heartbeat(study, trial):
+        try:
+            harness.train(req)
+        except (Exception, SuiteError) as e:  # noqa: BLE001 - a failed cell must not end the benchmark
+            state, reason = TrialState.FAIL, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+    if reason:
+        trial.set_user_attr("reason", reason)
+    if state == TrialState.COMPLETE:
+        study.tell(trial, 0.0)  # the values live in the MLflow run; Optuna only schedules
+    else:
+        study.tell(trial, state=state)
+    print(f"cell {c['spec']} seed {c['seed']}: {state.name.lower()}{' ' + reason if reason else ''}",
+          file=sys.stderr, flush=True)
+
+
+def work(b: BenchmarkSpec, worker_id: int = 0) -> None:
+    """Claim and train cells until none is queued or running elsewhere."""
+    if b.workers > 1:  # K workers on one machine share its cores instead of oversubscribing them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // b.workers))
+    study = optuna.load_study(study_name=f"benchmark-{b.name}", storage=open_storage(b.storage))
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    while True:
+        fail_stale(study)
+        trial = claim(study)
+        if trial is not None:
+            run_cell(study, trial, b, parent_id)
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        time.sleep(HEARTBEAT_S)
+
+
+def worker_main(spec_json: str, worker_id: str) -> int:
+    work(BenchmarkSpec.from_json(spec_json), int(worker_id))
+    return 0
+
+
+# --------------------------------------------------------------------------- results
+
+
+def cell_values(run) -> dict:
+    """Every evaluation metric of one cell's run at its best checkpoint and at its last step,
+    with the sampling interval's half-width where one was logged, and the curve over training."""
+    run_id = run.info.run_id
+    last = {k: v for k, v in run.data.metrics.items()}
+    best_step = int(run.data.tags.get("suite.best_step", -1))
+    out = {"best": {}, "last": {}, "noise": {}, "curves": {}}
+    for key in last:
+        if not metrics.is_evaluation(key):
+            continue
+        hist = tracking.history(run_id, key)
+        out["curves"][key] = hist
+        out["last"][key] = hist[-1][1] if hist else last[key]
+        at_best = [v for s, v in hist if s == best_step]
+        out["best"][key] = at_best[-1] if at_best else out["last"][key]
+        lo, hi = metrics.interval_names(key)
+        if lo in last and hi in last:
+            out["noise"][key] = (last[hi] - last[lo]) / 2
+    return out
+
+
+def collect(study, b: BenchmarkSpec) -> dict[str, dict[int, dict]]:
+    """spec -> seed -> cell values, for the finished cells of this command's specs and seeds."""
+    wanted = {(c["spec"], c["seed"]) for c in cells(b)}
+    out: dict[str, dict[int, dict]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        key = (t.user_attrs.get("spec"), t.user_attrs.get("seed"))
+        if key in wanted and t.user_attrs.get("mlflow_run_id"):
+            run = tracking.get_run(t.user_attrs["mlflow_run_id"])
+            out.setdefault(key[0], {})[key[1]] = {"run_id": run.info.run_id, **cell_values(run)}
+    return out
+
+
+def resolve_metric(name: str, available: set[str]) -> str | None:
+    """A logged name, or a table key ('kid') -> the one logged name of that metric."""
+    if name in available:
+        return name
+    hits = sorted(k for k in available if (m := metrics.lookup(k)) and m.key == name)
+    if len(hits) > 1:
+        raise ConfigError(f"--metric '{name}' is ambiguous here: {', '.join(hits)}")
+    return hits[0] if hits else None
+
+
+def leaderboard(b: BenchmarkSpec, results: dict) -> dict:
+    ds = datasets(b)
+    rows, primaries = [], {}
+    for label in b.specs:
+        runs = results.get(label, {})
+        if not runs:
+            continue
+        names = sorted(set.intersection(*(set(r["last"]) for r in runs.values())))
+        primaries[label] = next(iter(tracking.get_run(r["run_id"]).data.tags.get("suite.best_metric", "")
+                                     for r in runs.values()), "")
+        for name in names:
+            for at in ("best", "last"):
+                values = [runs[s][at][name] for s in sorted(runs)]
+                ci = seeds.t_interval(values)
+                noise = [runs[s]["noise"][name] for s in sorted(runs) if name in runs[s]["noise"]]
+                row = {"spec": label, "dataset": ds[label], "metric": name, "at": at, **ci, "values": values,
+                       "seeds": sorted(runs)}
+                if noise and ci["std"] is not None:
+                    row["sample_noise"] = float(sum(noise) / len(noise)) / 1.96  # sd implied by the run's interval
+                    row["dominant"] = "seeds" if ci["std"] > row["sample_noise"] else "samples"
+                rows.append(row)
+
+    def order(row):
+        primary = primaries.get(row["spec"])
+        pr = [r for r in rows if r["spec"] == row["spec"] and r["metric"] == primary and r["at"] == "best"]
+        value = pr[0]["mean"] if pr and pr[0]["mean"] is not None else math.inf
+        sign = -1 if metrics.direction(primary) == "max" else 1
+        return (row["dataset"], sign * value if math.isfinite(value) else math.inf, row["spec"], row["metric"],
+                row["at"])
+
+    rows.sort(key=order)
+    return {"rows": rows, "primaries": primaries}
+
+
+def comparisons(b: BenchmarkSpec, results: dict, primaries: dict) -> list[dict]:
+    out = []
+    todo = []
+    for a, c in pairs(b):
+        if a not in results or c not in results:
+            continue
+        common = sorted(set(results[a]) & set(results[c]))
+        available = set.intersection(*(set(results[x][s]["best"]) for x in (a, c) for s in common)) if common else set()
+        wanted = [primaries.get(a)] + list(b.metrics)
+        for m in wanted:
+            name = resolve_metric(m, available) if m else None
+            if name is None:
+                lacking = sorted(f"{x} seed {s}" for x in (a, c) for s in common if m not in results[x][s]["best"])
+                raise ConfigError(f"metric '{m}' is missing from cells {', '.join(lacking[:4]) or '(none finished)'}; "
+                                  f"available: {', '.join(sorted(available)[:8])}")
+            todo.append((a, c, name, [results[a][s]["best"][name] for s in common],
+                         [results[c][s]["best"][name] for s in common]))
+    m = len(pairs(b))
+    need = seeds.seeds_needed(m, b.test)
+    tests = [seeds.paired(x, y, b.test) for *_, x, y in todo]
+    adjusted = seeds.holm([t["p_value"] if t["p_value"] is not None else 1.0 for t in tests]) if tests else []
+    for (a, c, name, x, _), t, p in zip(todo, tests, adjusted):
+        row = {"a": a, "b": c, "metric": name, "n": t["n"], "diff": t["diff"], "ci_low": t["ci_low"],
+               "ci_high": t["ci_high"], "p_value": t["p_value"], "p_holm": p, "test": seeds.TESTS[b.test]}
+        if t["n"] < need:
+            row.update(verdict="too few seeds", min_detectable=None,
+                       note=f"{t['n']} paired seeds; the {seeds.TESTS[b.test]} over {m} pairs needs {need}")
+        elif p < seeds.ALPHA:
+            better = (t["diff"] < 0) == (metrics.direction(name) == "min")
+            row.update(verdict="a better" if better else "b better",
+                       min_detectable=seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, b.test))
+        else:
+            row.update(verdict="no detectable difference",
+                       min_detectable=seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, b.test))
+        out.append(row)
+    return out
+
+
+def finalize(study, b: BenchmarkSpec) -> dict:
+    parent = Tracker.attach(study.user_attrs["mlflow_parent_run_id"])
+    results = collect(study, b)
+    missing = [f"{c['spec']} seed {c['seed']}" for c in cells(b) if c["seed"] not in results.get(c["spec"], {})]
+    board = leaderboard(b, results)
+    out = {"benchmark": b.name, "test": seeds.TESTS[b.test], "interval": seeds.INTERVAL, "power": power_note(b),
+           "rows": board["rows"], "comparisons": [], "missing": missing, "parent_run_id": parent.run_id,
+           "primaries": board["primaries"]}
+    try:
+        out["comparisons"] = comparisons(b, results, board["primaries"])
+    finally:
+        parent.log_text(json.dumps(clean(out), indent=1), "benchmark/leaderboard.json")
+        parent.log_text(_csv(board["rows"]), "benchmark/leaderboard.csv")
+        parent.log_text(json.dumps({s: {str(k): v for k, v in r.items()} for s, r in results.items()},
+                                   default=float), "benchmark/cells.json")
+        parent.finish("FINISHED" if not missing else "FAILED", f"cells missing: {', '.join(missing)}" if missing
+                      else None)
+    return out
+
+
+def clean(value):
+    """Valid JSON: a non-finite number becomes null (an infinite min_detectable, for instance,
+    means the test could never reject; the row's verdict and note say so)."""
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def render(out: dict) -> str:
+    """The leaderboard of each dataset's primary metric and the comparisons, as the command prints them."""
+    lines = [f"benchmark {out['benchmark']} ({out['interval']}; {out['test']}, Holm)"]
+    wanted = {c["metric"] for c in out["comparisons"]} | set(out["primaries"].values())
+    shown = [r for r in out["rows"] if r["at"] == "best" and r["metric"] in wanted]
+    if shown:
+        width = max(len(r["spec"]) for r in shown)
+        lines.append(f"{'spec'.ljust(width)}  {'metric (best checkpoint)':<38}  {'n':>2}  {'mean':>9}  "
+                     f"{'95% CI':>21}  {'std':>8}  dominant   per seed")
+        for r in shown:
+            ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else "-"
+            lines.append(f"{r['spec'].ljust(width)}  {r['metric'][:38]:<38}  {r['n']:>2}  {r['mean']:>9.4g}  {ci:>21}  "
+                         f"{(r['std'] or 0):>8.3g}  {r.get('dominant', '-'):<9}  "
+                         + " ".join(f"{v:.4g}" for v in r["values"]))
+    for c in out["comparisons"]:
+        lines.append("  " + seeds.in_words(c))
+    if out["missing"]:
+        lines.append(f"missing cells: {', '.join(out['missing'])}")
+    lines.append(out["power"])
+    return "\n".join(lines)
+
+
+def _csv(rows: list[dict]) -> str:
+    cols = ["spec", "dataset", "metric", "at", "n", "mean", "std", "ci_low", "ci_high", "sample_noise", "dominant",
+            "values"]
+    lines = [",".join(cols)]
+    for r in rows:
+        lines.append(",".join('"' + " ".join(f"{v:.6g}" for v in r[c]) + '"' if c == "values" else
+                              ("" if r.get(c) is None else f"{r[c]:.6g}" if isinstance(r.get(c), float) else str(r[c]))
+                              for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+def benchmark(b: BenchmarkSpec) -> dict:
+    b.storage = b.storage or default_storage()
+    b.name = b.name or "-".join(s.split(":")[0] for s in b.specs)[:80] + f"-{b.seeds}seeds"
+    validate(b)
+    print(f"benchmark {b.name}: {len(b.specs)} specs x {b.seeds} seeds; {power_note(b)}", file=sys.stderr, flush=True)
+    study = prepare(b)
+    if b.workers == 1:
+        work(b, 0)
+    else:
+        procs = [subprocess.Popen([sys.executable, "-m", "suite", "_bench-worker", b.to_json(), str(i)],
+                                  cwd=os.getcwd()) for i in range(b.workers)]
+        try:
+            for p in procs:
+                p.wait()
+        except KeyboardInterrupt:
+            for p in procs:
+                p.terminate()
+            raise
+    return finalize(study, b)
