@@ -88,14 +88,14 @@ def _dataset_sections(doc: Document, dataset: str, rows: list[dict], primaries: 
     noisy = [r for r in best_rows if r.get("dominant")]
     if noisy:
         sec.add(Text("; ".join(f"{r['spec']}: seed-to-seed sd {r['std']:.3g} vs sample noise sd "
-                               f"{r['sample_noise']:.3g} ({'seeds' if r['dominant'] == 'seeds' else 'samples'} "
-                               "dominate)" for r in noisy)))
-    sec.add(Table(["spec", "metric", "at", "n", "mean", "std", "95 % CI", "sample noise sd", "dominant", "per seed"],
-                  [[r["spec"], r["metric"], r["at"], r["n"], _fmt(r["mean"]), _fmt(r["std"]),
-                    f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt(r.get("sample_noise")), r.get("dominant", ""),
-                    " ".join(f"{v:.4g}" for v in r["values"])] for r in rows], sortable=True,
-                  caption="every evaluation metric at the best checkpoint and at the last step; sample noise: the sd "
-                          "implied by each run's bootstrap interval, averaged over seeds"))
+                               f"{r['sample_noise']:.3g} ({r['dominant']} dominate)" for r in noisy)))
+    columns = ["spec", "metric", "at", "n", "mean", "std", "95 % CI", "sample noise sd", "dominant", "per seed"]
+    headline = [r for r in rows if r["metric"] == primary]
+    sec.add(Table(columns, _rows(headline), caption=f"{primary}: at the best checkpoint and at the last step"))
+    sec.add(Table(columns, _rows([r for r in rows if r["at"] == "best" and r["metric"] != primary]), sortable=True,
+                  caption="every other evaluation metric at the best checkpoint (the JSON and CSV artifacts of the "
+                          "parent run hold the last step too); sample noise: the sd implied by each run's bootstrap "
+                          "interval, averaged over seeds"))
     if primary:
         curves = {}
         for r in best_rows:
@@ -103,9 +103,15 @@ def _dataset_sections(doc: Document, dataset: str, rows: list[dict], primaries: 
                         if primary in c.get("curves", {})]
             steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
             curves[r["spec"]] = [(s, *_mean_ci([p[s] for p in per_seed])) for s in steps]
-        if any(curves.values()):
+        if any(len(c) > 1 for c in curves.values()):
             sec.add(png(figures.bands(curves, f"{primary} over training", metrics.unit(primary)),
-                                f"mean over seeds at each evaluation step; band: {seeds.INTERVAL}"))
+                        f"{primary} over training: mean over seeds at each evaluation step; band: {seeds.INTERVAL}"))
+
+
+def _rows(rows: list[dict]) -> list[list]:
+    return [[r["spec"], r["metric"], r["at"], r["n"], _fmt(r["mean"]), _fmt(r["std"]),
+             f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt(r.get("sample_noise")), r.get("dominant", ""),
+             " ".join(f"{v:.4g}" for v in r["values"])] for r in rows]
 
 
 def _mean_ci(values: list[float]) -> tuple:

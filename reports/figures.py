@@ -109,7 +109,7 @@ def small_multiples(series: dict[str, Series], units: dict[str, str], marks: dic
 def forest(rows: list[dict], title: str, xlabel: str) -> np.ndarray:
     """One line per spec: the mean and its interval over seeds, every seed's value as a dot."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7.4, 1.3 + 0.45 * len(rows)))
     for i, r in enumerate(rows):
         y = len(rows) - 1 - i
         ax.scatter(r["values"], [y] * len(r["values"]), color="0.55", s=14, zorder=2, label="seeds" if i == 0 else None)
@@ -123,7 +123,7 @@ def forest(rows: list[dict], title: str, xlabel: str) -> np.ndarray:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.4 / len(rows)), ncol=3, frameon=False)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     return render(fig)
 

@@ -8,7 +8,7 @@ A SPEC is a named recipe, optionally with overrides after a colon; its text is i
 are trials of an Optuna study in the same storage queue `suite tune` uses (atomic claims,
 heartbeats, a killed worker's cell queued again), so K hosts join one benchmark with the same
 command and `--storage`. Every cell is an MLflow child run of the benchmark's parent run, in the
-experiment `benchmarks`; re-running the command reuses finished cells and trains the rest.
+experiment `benchmarks` (so the MLflow UI nests them); re-running the command reuses finished cells and trains the rest.
 """
 
 from __future__ import annotations
@@ -137,8 +137,12 @@ def validate(b: BenchmarkSpec) -> None:
 
 
 def cells(b: BenchmarkSpec) -> list[dict]:
-    return [{"cell": i * b.seeds + s, "spec": label, "seed": s} for i, label in enumerate(b.specs)
-            for s in range(b.seeds)]
+    """A cell is (spec, seed): the same cell whatever the other specs or the seed count."""
+    return [{"spec": label, "seed": s} for label in b.specs for s in range(b.seeds)]
+
+
+def _key(attrs: dict) -> tuple[str, int] | None:
+    return (attrs["spec"], attrs["seed"]) if "spec" in attrs and "seed" in attrs else None
 
 
 def prepare(b: BenchmarkSpec):
@@ -182,11 +186,11 @@ def _wait_for_parent(study, timeout: float = 120) -> str:
     return parent
 
 
-def _by_cell(study) -> dict[int, list]:
-    out: dict[int, list] = {}
+def _by_cell(study) -> dict[tuple[str, int], list]:
+    out: dict[tuple[str, int], list] = {}
     for t in study.get_trials(deepcopy=False):
-        if "cell" in t.user_attrs and not t.user_attrs.get("duplicate"):
-            out.setdefault(t.user_attrs["cell"], []).append(t)
+        if (key := _key(t.user_attrs)) and not t.user_attrs.get("duplicate"):
+            out.setdefault(key, []).append(t)
     return out
 
 
@@ -195,13 +199,13 @@ def queue(study, b: BenchmarkSpec) -> None:
     have = _by_cell(study)
     live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
     for c in cells(b):
-        if not any(t.state in live for t in have.get(c["cell"], [])):
+        if not any(t.state in live for t in have.get(_key(c), [])):
             study.enqueue_trial({}, user_attrs=c)
 
 
 def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
     c = trial.user_attrs
-    others = [t for t in _by_cell(study).get(c["cell"], []) if t.number != trial.number
+    others = [t for t in _by_cell(study).get(_key(c), []) if t.number != trial.number
               and t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
     if others:  # queued twice by two coordinators resuming at once: the first claim trains it
         trial.set_user_attr("duplicate", True)
@@ -216,9 +220,9 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
 
     req = harness.RunRequest(
         recipe=recipe, overrides={**b.sets, **overrides}, seed=c["seed"], max_steps=b.max_steps, device=b.device,
-        data_root=b.data_root, progress=False, parent_run_id=parent_id,
+        data_root=b.data_root, progress=False, parent_run_id=parent_id, experiment=EXPERIMENT,
         run_name=f"{b.name}-{c['spec']}-s{c['seed']}", on_start=on_start,
-        extra_tags={"suite.benchmark": b.name, "suite.spec": c["spec"], "suite.cell": str(c["cell"])})
+        extra_tags={"suite.benchmark": b.name, "suite.spec": c["spec"]})
     state, reason = TrialState.COMPLETE, ""
     with heartbeat(study, trial):
         try:
@@ -235,6 +239,15 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
           file=sys.stderr, flush=True)
 
 
+def close_killed_runs(study) -> None:
+    """A cell whose worker died (its trial failed as stale) leaves its MLflow run RUNNING: end it
+    as KILLED, saying so, before the cell trains again in a new run."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id and tracking.get_run(run_id).info.status == "RUNNING":
+            Tracker(run_id).finish("KILLED", "its worker stopped sending heartbeats; the cell was queued again")
+
+
 def work(b: BenchmarkSpec, worker_id: int = 0) -> None:
     """Claim and train cells until none is queued or running elsewhere."""
     if b.workers > 1:  # K workers on one machine share its cores instead of oversubscribing them
@@ -243,6 +256,7 @@ def work(b: BenchmarkSpec, worker_id: int = 0) -> None:
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     while True:
         fail_stale(study)
+        close_killed_runs(study)
         trial = claim(study)
         if trial is not None:
             run_cell(study, trial, b, parent_id)
@@ -283,10 +297,10 @@ def cell_values(run) -> dict:
 
 def collect(study, b: BenchmarkSpec) -> dict[str, dict[int, dict]]:
     """spec -> seed -> cell values, for the finished cells of this command's specs and seeds."""
-    wanted = {(c["spec"], c["seed"]) for c in cells(b)}
+    wanted = {_key(c) for c in cells(b)}
     out: dict[str, dict[int, dict]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        key = (t.user_attrs.get("spec"), t.user_attrs.get("seed"))
+        key = _key(t.user_attrs)
         if key in wanted and t.user_attrs.get("mlflow_run_id"):
             run = tracking.get_run(t.user_attrs["mlflow_run_id"])
             out.setdefault(key[0], {})[key[1]] = {"run_id": run.info.run_id, **cell_values(run)}
@@ -383,15 +397,17 @@ def finalize(study, b: BenchmarkSpec) -> dict:
     out = {"benchmark": b.name, "test": seeds.TESTS[b.test], "interval": seeds.INTERVAL, "power": power_note(b),
            "rows": board["rows"], "comparisons": [], "missing": missing, "parent_run_id": parent.run_id,
            "primaries": board["primaries"]}
+    status = ("FINISHED", None) if not missing else ("FAILED", f"cells missing: {', '.join(missing)}")
     try:
         out["comparisons"] = comparisons(b, results, board["primaries"])
-    finally:
-        parent.log_text(json.dumps(clean(out), indent=1), "benchmark/leaderboard.json")
-        parent.log_text(_csv(board["rows"]), "benchmark/leaderboard.csv")
-        parent.log_text(json.dumps({s: {str(k): v for k, v in r.items()} for s, r in results.items()},
-                                   default=float), "benchmark/cells.json")
-        parent.finish("FINISHED" if not missing else "FAILED", f"cells missing: {', '.join(missing)}" if missing
-                      else None)
+    except ConfigError:  # e.g. a --metric the cells lack: the last good leaderboard stays as it was
+        parent.finish(*status)
+        raise
+    parent.log_text(json.dumps(clean(out), indent=1), "benchmark/leaderboard.json")
+    parent.log_text(_csv(board["rows"]), "benchmark/leaderboard.csv")
+    parent.log_text(json.dumps({s: {str(k): v for k, v in r.items()} for s, r in results.items()}, default=float),
+                    "benchmark/cells.json")
+    parent.finish(*status)
     return out
 
 

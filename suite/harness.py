@@ -62,7 +62,8 @@ class RunRequest:
     resume: str | None = None
     progress: bool | None = None  # None: a bar on a terminal, plain lines otherwise
     evaluate: bool = True
-    parent_run_id: str | None = None  # a study's parent run (tuning)
+    parent_run_id: str | None = None  # a study's or benchmark's parent run
+    experiment: str | None = None  # default: the recipe's (a benchmark keeps its cells with its parent run)
     run_name: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
     on_eval: Callable[[int, dict[str, float]], None] | None = None  # e.g. Optuna's report/prune
@@ -401,7 +402,7 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
         stream = make_stream(p)
         run_name = req.run_name or f"{p.recipe}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         params = {"recipe": p.recipe, "family": p.family, **flatten(dataclasses.asdict(cfg))}
-        tracker = Tracker.create(p.recipe, run_name, params, {**_tags(p, recipe_meta), **req.extra_tags},
+        tracker = Tracker.create(req.experiment or p.recipe, run_name, params, {**_tags(p, recipe_meta), **req.extra_tags},
                                  p.resolved(), parent_run_id=req.parent_run_id)
         skip, best = 0, {}
     session = None
