@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 from evaluation import seeds
 from suite import benchmark
 from tests.helpers import ROOT, assert_one_line_error, run_main
+from tests.servers import render
 
 RING = ["gan_ring8", "gan_ring8:lr_g=1e-3,lr_d=1e-3"]
 SMALL = ["--max-steps", "20", "--set", "eval_n=500", "--set", "eval_every=10"]  # seconds per cell: a check of the plumbing
@@ -116,6 +118,9 @@ def test_benchmark_leaderboard_comparisons_and_resume(suite_home, mlflow_client)
                    "Paired comparisons", "median of 3 seeds", seeds.INTERVAL, "over training"):
         assert needle in page, needle
     assert page.count("<img") >= 4  # forest plot, bands, one median-seed grid per spec
+    dom, _ = render(suite_home / "bench.html", suite_home)  # headless Chromium: every figure decodes
+    assert int(re.search(r'data-images-loaded="(\d+)"', dom).group(1)) == page.count("<img")
+    assert "too few seeds" not in dom and "Paired comparisons" in dom
     unknown = run_main("report", "--benchmark", "nope", "-o", str(suite_home / "x.html"))
     assert_one_line_error(unknown, "no benchmark named 'nope'")
 

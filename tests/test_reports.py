@@ -91,6 +91,7 @@ def test_experiment_and_study_reports(runs, tmp_path):
     dom, _ = render(out, tmp_path)
     assert "Study rep" in dom and "Optuna plots" in dom and "Trial runs" in dom
     assert "paper's default scored" in dom
+    assert "Budget curve" in dom and "expected best score of k trials" in dom  # two startup trials: never pruned
     trials = dom[dom.index("trials (highlighted: best)"):]
     assert trials[:trials.index("</tbody>")].count("<tr") == 1 + 3  # header + three trials
     assert int(re.search(r'data-images-loaded="(\d+)"', dom).group(1)) >= 3
