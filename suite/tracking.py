@@ -28,6 +28,9 @@ from suite.errors import TrackingError
 MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
 # Artifact download bars would break the one-line-error contract and clutter logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# With a tracking server MLflow writes "View run ... at: URL" to stdout when a run ends, which
+# breaks `--json` output and the run id alone on the last line of `suite run`.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _quiet() -> None:

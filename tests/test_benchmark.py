@@ -194,7 +194,7 @@ def test_two_hosts_share_a_postgres_benchmark(tmp_path):
         for p in hosts:
             out, err = p.communicate(timeout=900)
             assert p.returncode == 0, err[-3000:]
-            outs.append(json.loads(out))
+            outs.append(json.loads(out))  # stdout is the JSON alone, even with a tracking server
         trials = [t for t in trials_of(storage, "lab") if t.state == TrialState.COMPLETE]
         assert sorted((t.user_attrs["spec"], t.user_attrs["seed"]) for t in trials) == sorted(
             (s, i) for s in RING for i in range(3))

@@ -21,7 +21,8 @@ def test_a_suite_run_reads_back_over_the_tracking_servers_rest_api(tmp_path):
         proc = run_cli("run", "dcgan_digits", "--max-steps", "12", *sets({**TINY_DC, "sample_every": 6}),
                        "--no-eval", env={"MLFLOW_TRACKING_URI": url, "SUITE_HOME": str(tmp_path / "home")})
         assert proc.returncode == 0, proc.stderr
-        run_id = proc.stdout.split()[-1]
+        run_id = proc.stdout.strip()
+        assert len(run_id) == 32 and "\n" not in run_id  # the run id alone: no MLflow "View run" lines on stdout
         api = f"{url}/api/2.0/mlflow"
         run = requests.get(f"{api}/runs/get", params={"run_id": run_id}, timeout=10).json()["run"]
         assert run["info"]["status"] == "FINISHED"
