@@ -175,3 +175,10 @@ def in_words(c: dict) -> str:
         return head + (f"no detectable difference ({diff}); differences of {c['min_detectable']:.3g} or more would "
                        "have been found with 80 % power")
     return head + f"{c['a'] if c['verdict'] == 'a better' else c['b']} is better ({diff})"
+
+
+def preferred(rows: list[dict]) -> list[dict]:
+    """Leaderboard rows at the best checkpoint, or at the last step for a metric measured only at
+    the end of a run (KID, precision / recall, memorization): one row per spec and metric."""
+    have_best = {(r["spec"], r["metric"]) for r in rows if r["at"] == "best"}
+    return [r for r in rows if r["at"] == "best" or (r["spec"], r["metric"]) not in have_best]

@@ -92,10 +92,11 @@ def _dataset_sections(doc: Document, dataset: str, rows: list[dict], primaries: 
     columns = ["spec", "metric", "at", "n", "mean", "std", "95 % CI", "sample noise sd", "dominant", "per seed"]
     headline = [r for r in rows if r["metric"] == primary]
     sec.add(Table(columns, _rows(headline), caption=f"{primary}: at the best checkpoint and at the last step"))
-    sec.add(Table(columns, _rows([r for r in rows if r["at"] == "best" and r["metric"] != primary]), sortable=True,
-                  caption="every other evaluation metric at the best checkpoint (the JSON and CSV artifacts of the "
-                          "parent run hold the last step too); sample noise: the sd implied by each run's bootstrap "
-                          "interval, averaged over seeds"))
+    sec.add(Table(columns, _rows([r for r in seeds.preferred(rows) if r["metric"] != primary]), sortable=True,
+                  caption="every other evaluation metric at the best checkpoint, or at the last step where it is "
+                          "measured only at the end (the parent run's JSON and CSV artifacts hold both); sample "
+                          "noise: the sd implied by each run's bootstrap interval at its last evaluation, averaged "
+                          "over seeds"))
     if primary:
         curves = {}
         for r in best_rows:

@@ -91,8 +91,10 @@ def pairs(b: BenchmarkSpec) -> list[tuple[str, str]]:
 
 
 def power_note(b: BenchmarkSpec) -> str:
-    """Said before training: what these seeds can and cannot decide."""
-    m = len(pairs(b))
+    """Said before training: what these seeds can and cannot decide (Holm's family: the pairs on
+    one dataset, for one metric; the largest family decides)."""
+    ds = datasets(b)
+    m = max((sum(ds[a] == d for a, _ in pairs(b)) for d in set(ds.values())), default=0)
     test = seeds.TESTS[b.test]
     need = seeds.seeds_needed(m, b.test)
     if not m:
@@ -288,7 +290,8 @@ def cell_values(run) -> dict:
         out["curves"][key] = hist
         out["last"][key] = hist[-1][1] if hist else last[key]
         at_best = [v for s, v in hist if s == best_step]
-        out["best"][key] = at_best[-1] if at_best else out["last"][key]
+        if at_best:  # KID, PRDC, memorization: measured only at the final evaluation, so no "best" value
+            out["best"][key] = at_best[-1]
         lo, hi = metrics.interval_names(key)
         if lo in last and hi in last:
             out["noise"][key] = (last[hi] - last[lo]) / 2
@@ -329,6 +332,8 @@ def leaderboard(b: BenchmarkSpec, results: dict) -> dict:
                                      for r in runs.values()), "")
         for name in names:
             for at in ("best", "last"):
+                if not all(name in r[at] for r in runs.values()):
+                    continue
                 values = [runs[s][at][name] for s in sorted(runs)]
                 ci = seeds.t_interval(values)
                 noise = [runs[s]["noise"][name] for s in sorted(runs) if name in runs[s]["noise"]]
@@ -358,33 +363,40 @@ def comparisons(b: BenchmarkSpec, results: dict, primaries: dict) -> list[dict]:
         if a not in results or c not in results:
             continue
         common = sorted(set(results[a]) & set(results[c]))
-        available = set.intersection(*(set(results[x][s]["best"]) for x in (a, c) for s in common)) if common else set()
-        wanted = [primaries.get(a)] + list(b.metrics)
-        for m in wanted:
+        both = [results[x][s] for x in (a, c) for s in common]
+        available = set.intersection(*(set(r["last"]) for r in both)) if both else set()
+        for m in [primaries.get(a)] + list(b.metrics):
             name = resolve_metric(m, available) if m else None
             if name is None:
-                lacking = sorted(f"{x} seed {s}" for x in (a, c) for s in common if m not in results[x][s]["best"])
+                lacking = sorted(f"{x} seed {s}" for x in (a, c) for s in common if m not in results[x][s]["last"])
                 raise ConfigError(f"metric '{m}' is missing from cells {', '.join(lacking[:4]) or '(none finished)'}; "
                                   f"available: {', '.join(sorted(available)[:8])}")
-            todo.append((a, c, name, [results[a][s]["best"][name] for s in common],
-                         [results[c][s]["best"][name] for s in common]))
-    m = len(pairs(b))
-    need = seeds.seeds_needed(m, b.test)
-    tests = [seeds.paired(x, y, b.test) for *_, x, y in todo]
-    adjusted = seeds.holm([t["p_value"] if t["p_value"] is not None else 1.0 for t in tests]) if tests else []
-    for (a, c, name, x, _), t, p in zip(todo, tests, adjusted):
-        row = {"a": a, "b": c, "metric": name, "n": t["n"], "diff": t["diff"], "ci_low": t["ci_low"],
-               "ci_high": t["ci_high"], "p_value": t["p_value"], "p_holm": p, "test": seeds.TESTS[b.test]}
+            at = "best" if all(name in r["best"] for r in both) else "last"  # final-only metrics: the last step
+            todo.append((a, c, name, at, [results[a][s][at][name] for s in common],
+                         [results[c][s][at][name] for s in common]))
+    tests = [seeds.paired(x, y, b.test) for *_, x, y in todo]  # the interval is Student-t for either test
+    families = {name: [i for i, t in enumerate(todo) if t[2] == name] for name in {t[2] for t in todo}}
+    adjusted, size = [1.0] * len(todo), [1] * len(todo)
+    for idx in families.values():  # Holm over the pairs, one family per metric (a metric names its dataset)
+        ps = [tests[i]["p_value"] if tests[i]["p_value"] is not None else 1.0 for i in idx]
+        for i, p in zip(idx, seeds.holm(ps)):
+            adjusted[i], size[i] = p, len(idx)
+    for (a, c, name, at, *_), t, p, m in zip(todo, tests, adjusted, size):
+        need = seeds.seeds_needed(m, b.test)
+        row = {"a": a, "b": c, "metric": name, "at": at, "n": t["n"], "diff": t["diff"], "ci_low": t["ci_low"],
+               "ci_high": t["ci_high"], "p_value": t["p_value"], "p_holm": p, "pairs": m, "test": seeds.TESTS[b.test]}
         if t["n"] < need:
             row.update(verdict="too few seeds", min_detectable=None,
-                       note=f"{t['n']} paired seeds; the {seeds.TESTS[b.test]} over {m} pairs needs {need}")
-        elif p < seeds.ALPHA:
+                       note=f"{t['n']} paired seeds; the {seeds.TESTS[b.test]} over {m} pair{'s' * (m > 1)} needs {need}")
+            out.append(row)
+            continue
+        if p < seeds.ALPHA:
             better = (t["diff"] < 0) == (metrics.direction(name) == "min")
-            row.update(verdict="a better" if better else "b better",
-                       min_detectable=seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, b.test))
+            row["verdict"] = "a better" if better else "b better"
         else:
-            row.update(verdict="no detectable difference",
-                       min_detectable=seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, b.test))
+            row["verdict"] = "no detectable difference"
+        # at Holm's strictest step, alpha / m: a difference this large is found whatever the other pairs show
+        row["min_detectable"] = seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, b.test)
         out.append(row)
     return out
 
@@ -427,15 +439,16 @@ def render(out: dict) -> str:
     """The leaderboard of each dataset's primary metric and the comparisons, as the command prints them."""
     lines = [f"benchmark {out['benchmark']} ({out['interval']}; {out['test']}, Holm)"]
     wanted = {c["metric"] for c in out["comparisons"]} | set(out["primaries"].values())
-    shown = [r for r in out["rows"] if r["at"] == "best" and r["metric"] in wanted]
+    shown = [r for r in seeds.preferred(out["rows"]) if r["metric"] in wanted]
     if shown:
         width = max(len(r["spec"]) for r in shown)
-        lines.append(f"{'spec'.ljust(width)}  {'metric (best checkpoint)':<38}  {'n':>2}  {'mean':>9}  "
-                     f"{'95% CI':>21}  {'std':>8}  dominant   per seed")
+        mw = max(len(r["metric"]) for r in shown)
+        lines.append(f"{'spec'.ljust(width)}  {'metric'.ljust(mw)}  at    {'n':>2}  {'mean':>9}  {'95% CI':>21}  "
+                     f"{'std':>8}  dominant  per seed")
         for r in shown:
             ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else "-"
-            lines.append(f"{r['spec'].ljust(width)}  {r['metric'][:38]:<38}  {r['n']:>2}  {r['mean']:>9.4g}  {ci:>21}  "
-                         f"{(r['std'] or 0):>8.3g}  {r.get('dominant', '-'):<9}  "
+            lines.append(f"{r['spec'].ljust(width)}  {r['metric'].ljust(mw)}  {r['at']:<4}  {r['n']:>2}  "
+                         f"{r['mean']:>9.4g}  {ci:>21}  {(r['std'] or 0):>8.3g}  {r.get('dominant', '-'):<8}  "
                          + " ".join(f"{v:.4g}" for v in r["values"]))
     for c in out["comparisons"]:
         lines.append("  " + seeds.in_words(c))
