@@ -61,6 +61,16 @@ def report_benchmark(name: str) -> tuple[Document, str]:
                              c["verdict"], _fmt(c.get("min_detectable"))] for c in board["comparisons"]],
                            caption=f"paired by seed; {board['test']}; min. detectable: the difference this test "
                                    "finds with 80 % power at the observed spread"))
+        if board.get("budget"):
+            budget = doc.add(Section("Budget curves"))
+            for dataset in sorted({r["dataset"] for r in board["rows"]}):
+                specs = {r["spec"] for r in board["rows"] if r["dataset"] == dataset}
+                curves = {spec: c for spec, c in board["budget"].items() if spec in specs and c}
+                if curves:
+                    metric = primaries[next(iter(curves))]
+                    budget.add(png(figures.budget(curves, f"expected best {metric} vs trials", metrics.unit(metric)),
+                                   "expected best of k random-search trials per spec, with the 95 % band of the best "
+                                   "of k (Lucic et al. 2018): compare the families at the same k"))
         grids = doc.add(Section("Samples of each spec's median seed"))
         for spec, runs in cells.items():
             primary = primaries.get(spec)

@@ -147,14 +147,15 @@ def bands(curves: dict[str, list[tuple[int, float, float | None, float | None]]]
     return render(fig)
 
 
-def budget(curve: list[dict], title: str, ylabel: str) -> np.ndarray:
-    """Expected best score against the number of trials (Lucic et al. 2018), with a 95 % band."""
+def budget(curves: dict[str, list[dict]], title: str, ylabel: str) -> np.ndarray:
+    """Expected best score against the number of trials (Lucic et al. 2018), each with a 95 % band."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    k = [c["k"] for c in curve]
-    ax.fill_between(k, [c["band_low"] for c in curve], [c["band_high"] for c in curve], color="C0", alpha=0.18,
-                    lw=0, label="95 % of the best of k trials")
-    ax.plot(k, [c["expected_best"] for c in curve], color="C0", lw=1.8, marker="o", ms=3, label="expected best")
+    for i, (name, curve) in enumerate(curves.items()):
+        k = [c["k"] for c in curve]
+        ax.fill_between(k, [c["band_low"] for c in curve], [c["band_high"] for c in curve], color=f"C{i % 10}",
+                        alpha=0.15, lw=0)
+        ax.plot(k, [c["expected_best"] for c in curve], color=f"C{i % 10}", lw=1.8, marker="o", ms=3, label=name)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("trials (budget)")
     ax.set_ylabel(ylabel)

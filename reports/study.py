@@ -65,7 +65,8 @@ def report_study(name: str) -> tuple[Document, str]:
                 maximize = summary.get("direction") == "maximize"
                 curve = seeds.budget_curve(done, maximize)
                 budget = doc.add(Section("Budget curve"))
-                budget.add(png(figures.budget(curve, f"expected best {summary.get('metric')} vs trials",
+                budget.add(png(figures.budget({"expected best (band: 95 % of the best of k)": curve},
+                                              f"expected best {summary.get('metric')} vs trials",
                                               summary.get("metric", "objective")),
                                "expected best score of k trials drawn from this study's complete trials, with the "
                                "95 % band of the best of k (bootstrap over trials; Lucic et al. 2018)"))

@@ -3,6 +3,7 @@ paired comparisons in words (Lucic et al. 2018: one seed cannot tell a recipe fr
 
     python -m suite benchmark gan_fashion cnn_gan_fashion dcgan_fashion wgan_fashion --seeds 8 --max-steps 600
     python -m suite benchmark gan_ring8 "gan_ring8:lr_g=1e-3,lr_d=1e-3" --seeds 6 --json
+    python -m suite benchmark gan_fashion dcgan_fashion --trials 12 --max-steps 400   # equal-budget random search
 
 A SPEC is a named recipe, optionally with overrides after a colon; its text is its label. Cells
 are trials of an Optuna study in the same storage queue `suite tune` uses (atomic claims,
@@ -22,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
@@ -30,15 +32,18 @@ from evaluation import metrics, seeds
 from suite import harness, tracking
 from suite.errors import ConfigError, SuiteError
 from suite.tracking import Tracker
+from suite.tune_space import LR_RANGE
 from suite.tune_storage import HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, safe_url
 
 EXPERIMENT = "benchmarks"
+SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
 
 
 @dataclass
 class BenchmarkSpec:
     specs: list[str]
     seeds: int = 5
+    trials: int = 0  # > 0: random search, trial t = seed t with learning rates drawn for t (Lucic et al. 2018)
     max_steps: int | None = None
     sets: dict = field(default_factory=dict)  # --set, applied to every spec
     metrics: list[str] = field(default_factory=list)  # compared besides the primary
@@ -113,6 +118,10 @@ def validate(b: BenchmarkSpec) -> None:
         raise ConfigError("benchmark needs at least one SPEC (a recipe, optionally RECIPE:key=value,...)")
     if len(set(b.specs)) != len(b.specs):
         raise ConfigError("a spec is named twice")
+    if b.trials:
+        if b.trials < 2:
+            raise ConfigError(f"--trials {b.trials}: a budget curve needs at least 2 trials")
+        b.seeds = b.trials  # trial t trains with seed t
     if b.seeds < 2:
         raise ConfigError(f"--seeds {b.seeds}: an interval over seeds needs at least 2 (a verdict at least "
                           f"{seeds.seeds_needed(1, b.test)})")
@@ -139,8 +148,18 @@ def validate(b: BenchmarkSpec) -> None:
 
 
 def cells(b: BenchmarkSpec) -> list[dict]:
-    """A cell is (spec, seed): the same cell whatever the other specs or the seed count."""
-    return [{"spec": label, "seed": s} for label in b.specs for s in range(b.seeds)]
+    """A cell is (spec, seed): the same cell whatever the other specs or the seed count. In a
+    random search, cell t of every spec has the same drawn learning rates: paired by trial."""
+    return [{"spec": label, "seed": s, **search_params(b, s)} for label in b.specs for s in range(b.trials or b.seeds)]
+
+
+def search_params(b: BenchmarkSpec, trial: int) -> dict:
+    """Random search: lr_g and lr_d log-uniform over tune_space.LR_RANGE, drawn from the trial number."""
+    if not b.trials:
+        return {}
+    lo, hi = np.log(LR_RANGE[0]), np.log(LR_RANGE[1])
+    draw = np.exp(np.random.default_rng([SEARCH_SEED, trial]).uniform(lo, hi, 2))
+    return {"search": {"lr_g": float(draw[0]), "lr_d": float(draw[1])}}
 
 
 def _key(attrs: dict) -> tuple[str, int] | None:
@@ -162,6 +181,11 @@ def prepare(b: BenchmarkSpec):
         queue(study, b)
         study.set_user_attr("mlflow_parent_run_id", _create_parent(b))
         return study
+    saved = study.user_attrs.get("benchmark", {})
+    for key in ("max_steps", "sets", "trials", "test"):  # reusing cells trained otherwise would mix protocols
+        if key in saved and saved[key] != getattr(b, key):
+            raise ConfigError(f"benchmark '{b.name}' exists with {key} = {saved[key]!r}, not {getattr(b, key)!r}; "
+                              "use another --name")
     parent = _wait_for_parent(study)
     Tracker.attach(parent).mark_running()
     fail_stale(study)
@@ -221,7 +245,7 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
         trial.set_user_attr("mlflow_run_id", tracker.run_id)
 
     req = harness.RunRequest(
-        recipe=recipe, overrides={**b.sets, **overrides}, seed=c["seed"], max_steps=b.max_steps, device=b.device,
+        recipe=recipe, overrides={**c.get("search", {}), **b.sets, **overrides}, seed=c["seed"], max_steps=b.max_steps, device=b.device,
         data_root=b.data_root, progress=False, parent_run_id=parent_id, experiment=EXPERIMENT,
         run_name=f"{b.name}-{c['spec']}-s{c['seed']}", on_start=on_start,
         extra_tags={"suite.benchmark": b.name, "suite.spec": c["spec"]})
@@ -306,7 +330,8 @@ def collect(study, b: BenchmarkSpec) -> dict[str, dict[int, dict]]:
         key = _key(t.user_attrs)
         if key in wanted and t.user_attrs.get("mlflow_run_id"):
             run = tracking.get_run(t.user_attrs["mlflow_run_id"])
-            out.setdefault(key[0], {})[key[1]] = {"run_id": run.info.run_id, **cell_values(run)}
+            out.setdefault(key[0], {})[key[1]] = {"run_id": run.info.run_id, **t.user_attrs.get("search", {}),
+                                                  **cell_values(run)}
     return out
 
 
@@ -409,6 +434,10 @@ def finalize(study, b: BenchmarkSpec) -> dict:
     out = {"benchmark": b.name, "test": seeds.TESTS[b.test], "interval": seeds.INTERVAL, "power": power_note(b),
            "rows": board["rows"], "comparisons": [], "missing": missing, "parent_run_id": parent.run_id,
            "primaries": board["primaries"]}
+    if b.trials:  # random search: the expected best of k trials per spec (Lucic et al.'s budget curves)
+        out["budget"] = {spec: seeds.budget_curve(
+            [r["best"][board["primaries"][spec]] for r in runs.values() if board["primaries"][spec] in r["best"]],
+            metrics.direction(board["primaries"][spec]) == "max") for spec, runs in results.items()}
     status = ("FINISHED", None) if not missing else ("FAILED", f"cells missing: {', '.join(missing)}")
     try:
         out["comparisons"] = comparisons(b, results, board["primaries"])
@@ -471,7 +500,7 @@ def _csv(rows: list[dict]) -> str:
 
 def benchmark(b: BenchmarkSpec) -> dict:
     b.storage = b.storage or default_storage()
-    b.name = b.name or "-".join(s.split(":")[0] for s in b.specs)[:80] + f"-{b.seeds}seeds"
+    b.name = b.name or "-".join(s.split(":")[0] for s in b.specs)[:80] + (f"-{b.trials}trials" if b.trials else "")
     validate(b)
     print(f"benchmark {b.name}: {len(b.specs)} specs x {b.seeds} seeds; {power_note(b)}", file=sys.stderr, flush=True)
     study = prepare(b)

@@ -149,7 +149,7 @@ def cmd_tune_worker(args) -> int:
 
 def cmd_benchmark(args) -> int:
     spec = benchmark.BenchmarkSpec(
-        specs=args.specs, seeds=args.seeds, max_steps=args.max_steps, sets=parse_sets(args.set),
+        specs=args.specs, seeds=args.seeds, trials=args.trials or 0, max_steps=args.max_steps, sets=parse_sets(args.set),
         metrics=args.metric or [], baseline=args.baseline, test=args.test, name=args.name, storage=args.storage,
         workers=args.workers, device=args.device, data_root=args.data_root)
     out = benchmark.benchmark(spec)
@@ -256,6 +256,8 @@ def build_parser() -> Parser:
     s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts")
     s.add_argument("specs", nargs="+", metavar="SPEC", help="RECIPE or RECIPE:key=value,key=value (its text is its label)")
     s.add_argument("--seeds", type=int, default=benchmark.BenchmarkSpec.seeds, help="seeds 0..N-1 per spec")
+    s.add_argument("--trials", type=int, help="instead of --seeds: K random-search trials per spec (trial t: seed t, "
+                   "lr_g and lr_d drawn log-uniform for t, the same for every spec) and budget curves")
     s.add_argument("--max-steps", type=int, help="training steps of every cell")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override applied to every spec (repeatable)")
     s.add_argument("--metric", action="append", help="compare this metric too (a logged name or a key: kid, recall)")

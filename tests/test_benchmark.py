@@ -201,3 +201,46 @@ def test_two_hosts_share_a_postgres_benchmark(tmp_path):
         client = MlflowClient(tracking)
         assert outs[0]["parent_run_id"] == outs[1]["parent_run_id"]
         assert len(child_runs(client, outs[0]["parent_run_id"])) == 6
+
+
+def test_random_search_draws_the_same_learning_rates_for_every_spec_at_one_trial():
+    b = benchmark.BenchmarkSpec(RING, trials=4)
+    cells = benchmark.cells(b)
+    by_trial = {}
+    for c in cells:
+        by_trial.setdefault(c["seed"], []).append(c["search"])
+    assert all(len({json.dumps(x) for x in draws}) == 1 for draws in by_trial.values())  # paired by trial
+    assert len({json.dumps(d[0]) for d in by_trial.values()}) == 4  # different trials, different rates
+    from suite.tune_space import LR_RANGE
+
+    assert all(LR_RANGE[0] <= v <= LR_RANGE[1] for d in by_trial.values() for v in d[0].values())
+    assert "search" not in benchmark.cells(benchmark.BenchmarkSpec(RING, seeds=2))[0]
+
+
+def test_a_benchmark_resumed_with_another_protocol_is_refused(suite_home):
+    first = benchmark.BenchmarkSpec(RING, seeds=2, max_steps=20, name="p",
+                                    storage=f"sqlite:///{suite_home / 'q.db'}")
+    suite_home.mkdir(parents=True, exist_ok=True)
+    benchmark.validate(first)
+    benchmark.prepare(first)  # queues the cells and makes the parent run; nothing trains
+    other = run_main("benchmark", *RING, "--seeds", "2", "--max-steps", "30", "--name", "p",
+                     "--storage", first.storage)
+    errors = [line for line in other.stderr.splitlines() if line.startswith("error:")]
+    assert other.returncode != 0 and len(errors) == 1 and "Traceback" not in other.stderr
+    assert "exists with max_steps = 20, not 30" in errors[0]
+
+
+@pytest.mark.slow
+def test_random_search_benchmark_has_budget_curves(suite_home, mlflow_client):
+    specs = ["gan_ring8", "gan_ring8:batch_size=64"]  # the searched rates are not fixed by either spec
+    proc = run_main("benchmark", *specs, "--trials", "3", *SMALL, "--name", "rs", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert sorted(out["budget"]) == sorted(specs)
+    for curve in out["budget"].values():
+        assert [c["k"] for c in curve] == [1, 2, 3]
+    runs = child_runs(mlflow_client, out["parent_run_id"])
+    rates = {(r.data.tags["suite.spec"], r.data.tags["suite.seed"]): r.data.params["lr_g"] for r in runs}
+    assert rates[(specs[0], "1")] == rates[(specs[1], "1")] != rates[(specs[0], "2")]  # paired by trial
+    report = run_main("report", "--benchmark", "rs", "-o", str(suite_home / "rs.html"))
+    assert report.returncode == 0 and "Budget curves" in (suite_home / "rs.html").read_text()
