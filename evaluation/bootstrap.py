@@ -48,16 +48,38 @@ def interval(point: float, full: float, replicates: torch.Tensor, level: float =
 
 
 def fid_replicates(gen: torch.Tensor, mu_ref, sigma_ref, w: torch.Tensor) -> torch.Tensor:
-    """FID of each weighted resample (weighted mean and unbiased covariance)."""
+    """FID of each weighted resample (weighted mean and unbiased covariance), in batches: the
+    reference's factor L (S_ref = L L^T) is computed once and each replicate needs only the
+    eigenvalues of L^T S L (fid.py's identity with the roles of the two sides swapped)."""
     f = gen.double()
-    n = len(f)
+    n, d = f.shape
+    mu_r, s_r = fid._t(mu_ref), fid._t(sigma_ref)
+    s_r = (s_r + s_r.T) / 2
+    factor = fid.psd_factor(s_r)
     out = []
-    for row in w:
-        mu = row @ f / n
-        centred = f - mu
-        sigma = (centred * row[:, None]).T @ centred / (n - 1)
-        out.append(fid.frechet_distance(mu, sigma, mu_ref, sigma_ref))
-    return torch.tensor(out, dtype=torch.float64)
+    per = max(1, int(2.5e7 // (d * d)))  # replicates per batch: ~200 MB of covariances
+    for c in range(0, len(w), per):
+        wc = w[c : c + per].double()
+        mu = wc @ f / n
+        sigma = (_second_moments(f, wc) - n * mu[:, :, None] * mu[:, None, :]) / (n - 1)
+        middle = factor.T @ sigma @ factor
+        ev = torch.linalg.eigvalsh((middle + middle.transpose(1, 2)) / 2).clamp(min=0)
+        diff = mu - mu_r
+        out.append((diff * diff).sum(1) + sigma.diagonal(dim1=1, dim2=2).sum(1) + s_r.trace() - 2 * ev.sqrt().sum(1))
+    return torch.cat(out)
+
+
+def _second_moments(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_i w_bi f_i f_i^T for every row b of w (B x d x d)."""
+    n, d = f.shape
+    if d > 256:  # wide features (Inception): one GEMM per replicate
+        return torch.stack([(f * row[:, None]).T @ f for row in w])
+    out = torch.zeros(len(w), d * d, dtype=torch.float64)
+    step = max(1, int(1.6e7 // (d * d)))  # narrow features: all replicates in one GEMM per block of samples
+    for s in range(0, n, step):
+        block = f[s : s + step]
+        out += w[:, s : s + step] @ (block[:, :, None] * block[:, None, :]).reshape(len(block), d * d)
+    return out.reshape(-1, d, d)
 
 
 def kid_replicates(gen: torch.Tensor, real: torch.Tensor, w: torch.Tensor, chunk: int = 2048) -> torch.Tensor:

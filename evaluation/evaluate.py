@@ -219,14 +219,14 @@ class Context:
             metrics.update(mem.pop("_metrics"))
             checks["memorization"] = mem
             figs.update(figs_mem)
-        if n >= 2:
+        if full and n >= 2:  # ~2 s at 10k samples (200 eigensolves): at full evaluations only
             metrics.update(self.intervals(gen_f, names, metrics, pr_reps))
         metrics = {k: float(v) for k, v in metrics.items()}
         return Result(metrics, checks, figs, self.primary(n))
 
     def intervals(self, gen_f: torch.Tensor, names: dict, values: dict, prdc_reps: dict) -> dict[str, float]:
-        """Sampling intervals (evaluation.bootstrap) of FID at every evaluation, and of KID and
-        precision / recall / density / coverage where a full evaluation computed them."""
+        """Sampling intervals (evaluation.bootstrap) of FID, KID and precision / recall / density /
+        coverage at a full evaluation (the end of a run, `suite evaluate`)."""
         ref, n = self.ref("train"), len(gen_f)
         w = bootstrap.weights(n)
         out = {names["fid"]: bootstrap.interval(values[names["fid"]], values[names["fid"]],

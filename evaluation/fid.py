@@ -26,6 +26,16 @@ def _t(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float64)
 
 
+def psd_factor(s: torch.Tensor) -> torch.Tensor:
+    """L with S = L L^T: Cholesky, or V sqrt(W) for a singular S (dead features, fewer samples
+    than dimensions)."""
+    factor, info = torch.linalg.cholesky_ex(s)
+    if info.item() != 0:
+        w, v = torch.linalg.eigh(s)
+        factor = v * w.clamp(min=0).sqrt()
+    return factor
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr(sqrt(S1 S2)); numpy arrays or tensors."""
     mu1, mu2, s1, s2 = _t(mu1), _t(mu2), _t(sigma1), _t(sigma2)
@@ -34,10 +44,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
                          f"sigma {tuple(s1.shape)} / {tuple(s2.shape)}")
     s1 = (s1 + s1.T) / 2
     s2 = (s2 + s2.T) / 2
-    factor, info = torch.linalg.cholesky_ex(s1)
-    if info.item() != 0:  # singular S1 (dead features, fewer samples than dimensions)
-        w, v = torch.linalg.eigh(s1)
-        factor = v * w.clamp(min=0).sqrt()
+    factor = psd_factor(s1)
     middle = factor.T @ s2 @ factor
     ev = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0)
     diff = mu1 - mu2
