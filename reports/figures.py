@@ -128,19 +128,19 @@ def forest(rows: list[dict], title: str, xlabel: str) -> np.ndarray:
     return render(fig)
 
 
-def bands(curves: dict[str, list[tuple[int, float, float | None, float | None]]], title: str, ylabel: str) -> np.ndarray:
-    """Per spec: the mean over seeds at each evaluation step with its interval as a band."""
+def bands(curves: dict[str, list[tuple]], title: str, ylabel: str, xlabel: str = "generator step") -> np.ndarray:
+    """Per name: a line through (x, centre) with a band from low to high (None: no band there)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for i, (name, pts) in enumerate(curves.items()):
         x = np.array([p[0] for p in pts])
-        mean = np.array([p[1] for p in pts], dtype=float)
+        centre = np.array([p[1] for p in pts], dtype=float)
         lo = np.array([np.nan if p[2] is None else p[2] for p in pts], dtype=float)
         hi = np.array([np.nan if p[3] is None else p[3] for p in pts], dtype=float)
-        ax.plot(x, mean, color=f"C{i % 10}", lw=1.6, marker="o", ms=3, label=name)
+        ax.plot(x, centre, color=f"C{i % 10}", lw=1.6, marker="o", ms=3, label=name)
         ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.18, lw=0)
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("generator step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
@@ -149,16 +149,5 @@ def bands(curves: dict[str, list[tuple[int, float, float | None, float | None]]]
 
 def budget(curves: dict[str, list[dict]], title: str, ylabel: str) -> np.ndarray:
     """Expected best score against the number of trials (Lucic et al. 2018), each with a 95 % band."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    for i, (name, curve) in enumerate(curves.items()):
-        k = [c["k"] for c in curve]
-        ax.fill_between(k, [c["band_low"] for c in curve], [c["band_high"] for c in curve], color=f"C{i % 10}",
-                        alpha=0.15, lw=0)
-        ax.plot(k, [c["expected_best"] for c in curve], color=f"C{i % 10}", lw=1.8, marker="o", ms=3, label=name)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("trials (budget)")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
-    return render(fig)
+    return bands({name: [(c["k"], c["expected_best"], c["band_low"], c["band_high"]) for c in curve]
+                  for name, curve in curves.items()}, title, ylabel, xlabel="trials (budget)")

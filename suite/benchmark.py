@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ from suite import harness, tracking
 from suite.errors import ConfigError, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import LR_RANGE
-from suite.tune_storage import HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, safe_url
+from suite.tune_storage import (HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, run_workers,
+                                safe_url, wait_for_parent)
 
 EXPERIMENT = "benchmarks"
 SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
@@ -186,7 +186,7 @@ def prepare(b: BenchmarkSpec):
         if key in saved and saved[key] != getattr(b, key):
             raise ConfigError(f"benchmark '{b.name}' exists with {key} = {saved[key]!r}, not {getattr(b, key)!r}; "
                               "use another --name")
-    parent = _wait_for_parent(study)
+    parent = wait_for_parent(study, "--name")
     Tracker.attach(parent).mark_running()
     fail_stale(study)
     queue(study, b)
@@ -200,16 +200,6 @@ def _create_parent(b: BenchmarkSpec) -> str:
               "sets": ",".join(f"{k}={v}" for k, v in b.sets.items()), "baseline": b.baseline}
     config = json.loads(b.to_json()) | {"storage": safe_url(b.storage)}
     return Tracker.create(EXPERIMENT, f"benchmark-{b.name}", params, tags, config).run_id
-
-
-def _wait_for_parent(study, timeout: float = 120) -> str:
-    t0 = time.time()
-    while not (parent := study.user_attrs.get("mlflow_parent_run_id")):
-        if time.time() - t0 > timeout:
-            raise ConfigError(f"benchmark '{study.study_name}' exists but its coordinator never created the "
-                              "MLflow parent run; use another --name")
-        time.sleep(1)
-    return parent
 
 
 def _by_cell(study) -> dict[tuple[str, int], list]:
@@ -507,13 +497,5 @@ def benchmark(b: BenchmarkSpec) -> dict:
     if b.workers == 1:
         work(b, 0)
     else:
-        procs = [subprocess.Popen([sys.executable, "-m", "suite", "_bench-worker", b.to_json(), str(i)],
-                                  cwd=os.getcwd()) for i in range(b.workers)]
-        try:
-            for p in procs:
-                p.wait()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.terminate()
-            raise
+        run_workers("_bench-worker", [b.to_json()], b.workers)
     return finalize(study, b)

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from suite import harness
 from suite.errors import ConfigError, StopRun, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import Param, infer_direction
-from suite.tune_storage import HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, safe_url
+from suite.tune_storage import (HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, run_workers,
+                                safe_url, wait_for_parent)
 from suite.tune_summary import finalize
 
 
@@ -138,7 +138,7 @@ def prepare_study(spec: StudySpec):
         queue_slots(study, spec, cfg)  # before the parent id appears: joiners wait for that
         study.set_user_attr("mlflow_parent_run_id", _create_parent(spec, cfg))
         return study, study.user_attrs["mlflow_parent_run_id"]
-    parent_id = _wait_for_parent(study)
+    parent_id = wait_for_parent(study, "--study-name")
     attrs = study.user_attrs
     if attrs.get("recipe") != spec.recipe or attrs.get("metric") != spec.metric:
         raise ConfigError(f"study '{spec.study_name}' belongs to recipe {attrs.get('recipe')} / metric "
@@ -161,19 +161,6 @@ def _create_parent(spec: StudySpec, cfg) -> str:
     parent = Tracker.create(spec.recipe, f"study-{spec.study_name}", params, tags,
                             {"study": spec.to_json(), "config": dataclasses.asdict(cfg)})
     return parent.run_id
-
-
-def _wait_for_parent(study, timeout: float = 120) -> str:
-    """A joining coordinator waits for the owner to queue the slots and create the parent run."""
-    t0 = time.time()
-    while True:
-        parent_id = study.user_attrs.get("mlflow_parent_run_id")
-        if parent_id:
-            return parent_id
-        if time.time() - t0 > timeout:
-            raise ConfigError(f"study '{study.study_name}' exists but its coordinator never created the MLflow "
-                              "parent run; use another --study-name")
-        time.sleep(1)
 
 
 def _slots(study) -> set[int]:
@@ -282,15 +269,7 @@ def tune(spec: StudySpec) -> dict:
     if spec.workers == 1:
         work(spec, 0, deadline)
     else:
-        procs = [subprocess.Popen([sys.executable, "-m", "suite", "_tune-worker", spec.to_json(), str(i),
-                                   str(deadline or "")], cwd=os.getcwd()) for i in range(spec.workers)]
-        try:
-            for p in procs:
-                p.wait()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.terminate()
-            raise
+        run_workers("_tune-worker", [spec.to_json(), str(deadline or "")], spec.workers)
     return finalize(study, spec, parent_id)
 
 

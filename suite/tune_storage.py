@@ -6,7 +6,10 @@ file to check.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from datetime import datetime, timezone
 
@@ -54,6 +57,31 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001
         return url.split("@")[-1]
+
+
+def wait_for_parent(study, rename: str, timeout: float = 120) -> str:
+    """A joining coordinator waits for the study's owner to queue its trials and create the
+    MLflow parent run (the owner sets `mlflow_parent_run_id` last)."""
+    t0 = time.time()
+    while not (parent := study.user_attrs.get("mlflow_parent_run_id")):
+        if time.time() - t0 > timeout:
+            raise ConfigError(f"'{study.study_name}' exists but its coordinator never created the MLflow parent run; "
+                              f"use another {rename}")
+        time.sleep(1)
+    return parent
+
+
+def run_workers(command: str, args: list[str], workers: int) -> None:
+    """`python -m suite COMMAND ARGS... i` for i < workers, waited for; terminated on Ctrl-C."""
+    procs = [subprocess.Popen([sys.executable, "-m", "suite", command, *args[:1], str(i), *args[1:]], cwd=os.getcwd())
+             for i in range(workers)]
+    try:
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
 
 
 def claim(study):
