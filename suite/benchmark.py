@@ -228,6 +228,9 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
         study.tell(trial, state=TrialState.FAIL)
         return
     recipe, overrides = parse_spec(c["spec"])
+    overrides = {**c.get("search", {}), **b.sets, **overrides}
+    if b.workers > 1 and "num_workers" not in overrides:  # K workers share the DataLoader processes too
+        overrides["num_workers"] = resolved(b, c["spec"]).num_workers // b.workers
     run = {}
 
     def on_start(tracker):
@@ -235,7 +238,7 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
         trial.set_user_attr("mlflow_run_id", tracker.run_id)
 
     req = harness.RunRequest(
-        recipe=recipe, overrides={**c.get("search", {}), **b.sets, **overrides}, seed=c["seed"], max_steps=b.max_steps, device=b.device,
+        recipe=recipe, overrides=overrides, seed=c["seed"], max_steps=b.max_steps, device=b.device,
         data_root=b.data_root, progress=False, parent_run_id=parent_id, experiment=EXPERIMENT,
         run_name=f"{b.name}-{c['spec']}-s{c['seed']}", on_start=on_start,
         extra_tags={"suite.benchmark": b.name, "suite.spec": c["spec"]})
