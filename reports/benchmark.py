@@ -91,9 +91,10 @@ def report_benchmark(name: str) -> tuple[Document, str]:
 def _dataset_sections(doc: Document, dataset: str, rows: list[dict], primaries: dict, cells: dict) -> None:
     sec = doc.add(Section(f"Leaderboard: {dataset}"))
     primary = next((primaries[r["spec"]] for r in rows if primaries.get(r["spec"])), None)
-    best_rows = [r for r in rows if r["metric"] == primary and r["at"] == "best"]
+    best_rows = [r for r in seeds.preferred(rows) if r["metric"] == primary]  # best checkpoint, else last
     if best_rows:
-        sec.add(png(figures.forest(best_rows, f"{primary} at the best checkpoint", metrics.unit(primary)),
+        at = "the best checkpoint" if best_rows[0]["at"] == "best" else "the last step"
+        sec.add(png(figures.forest(best_rows, f"{primary} at {at}", metrics.unit(primary)),
                             f"forest plot: mean, {seeds.INTERVAL} and every seed's value"))
     noisy = [r for r in best_rows if r.get("dominant")]
     if noisy:

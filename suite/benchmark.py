@@ -307,7 +307,7 @@ def cell_values(run) -> dict:
         out["curves"][key] = hist
         out["last"][key] = hist[-1][1] if hist else last[key]
         at_best = [v for s, v in hist if s == best_step]
-        if at_best:  # KID, PRDC, memorization: measured only at the final evaluation, so no "best" value
+        if at_best and len(hist) > 1:  # measured once (KID, PRDC: at the end only): no checkpoint was chosen by it
             out["best"][key] = at_best[-1]
         lo, hi = metrics.interval_names(key)
         if lo in last and hi in last:
@@ -357,14 +357,14 @@ def leaderboard(b: BenchmarkSpec, results: dict) -> dict:
                 noise = [runs[s]["noise"][name] for s in sorted(runs) if name in runs[s]["noise"]]
                 row = {"spec": label, "dataset": ds[label], "metric": name, "at": at, **ci, "values": values,
                        "seeds": sorted(runs)}
-                if noise and ci["std"] is not None:
+                if noise and ci["std"] is not None and (ci["std"] > 0 or max(noise) > 0):
                     row["sample_noise"] = float(sum(noise) / len(noise)) / 1.96  # sd implied by the run's interval
                     row["dominant"] = "seeds" if ci["std"] > row["sample_noise"] else "samples"
                 rows.append(row)
 
     def order(row):
         primary = primaries.get(row["spec"])
-        pr = [r for r in rows if r["spec"] == row["spec"] and r["metric"] == primary and r["at"] == "best"]
+        pr = [r for r in seeds.preferred(rows) if r["spec"] == row["spec"] and r["metric"] == primary]
         value = pr[0]["mean"] if pr and pr[0]["mean"] is not None else math.inf
         sign = -1 if metrics.direction(primary) == "max" else 1
         return (row["dataset"], sign * value if math.isfinite(value) else math.inf, row["spec"], row["metric"],
