@@ -225,6 +225,7 @@ def test_ring8_perfect_sampler_covers_8_modes_and_one_mode_sampler_1():
     assert mc1["modes_covered"] == 1 and mc1["flagged"] and mc1["kl_to_uniform"] == pytest.approx(np.log(8), rel=0.01)
 
 
+@pytest.mark.slow  # several 5,000-sample evaluations: keeps the default tier under 5 minutes
 def test_ring8_evaluation_through_the_context(suite_home):
     ctx = evaluate.Context("ring8")
     good = ctx.evaluate(data.sample_mixture("ring8", 5000, seed=9).x)
@@ -265,6 +266,7 @@ def test_domain_classifier_is_accurate_and_cached(fashion_ctx):
     assert fashion_ctx.extractor.name == "lenet" and fashion_ctx.extractor.weights_hash == meta["weights_hash"]
 
 
+@pytest.mark.slow  # several 5,000-sample evaluations: keeps the default tier under 5 minutes
 def test_fashion_heldout_beats_one_class_and_an_untrained_generator(fashion_ctx, fashion):
     from recipes import dcgan
     from recipes.base import DataInfo
@@ -284,6 +286,7 @@ def test_fashion_heldout_beats_one_class_and_an_untrained_generator(fashion_ctx,
     assert one_class.checks["mode_collapse"]["flagged"] and one_class.checks["mode_collapse"]["modes_covered"] == 1
 
 
+@pytest.mark.slow  # builds the held-out copy-search cache (~40 s): keeps the default tier under 5 minutes
 def test_a_sampler_returning_training_images_is_flagged_as_memorizing(fashion_ctx, fashion):
     copies = fashion_ctx.evaluate(fashion.train.x[:1000])
     heldout = fashion_ctx.evaluate(fashion.test.x[:1000])
