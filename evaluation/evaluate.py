@@ -210,25 +210,26 @@ class Context:
             checks["mode_collapse"] = {"flagged": False, "modes_covered": None, "modes_total": None,
                                        "note": "no class labels for this extractor: not checked"}
         pr_reps: dict = {}
+        w = bootstrap.weights(n) if full else None  # one resampling serves every interval
         if full:
             real_sub, radii = self.real_radii(min(n, ref["n"]))
-            w = bootstrap.weights(n)
-            pr, pr_reps = prdc.prdc(gen_f, real_sub, real_radii=radii, boot_weights=w)
+            pr, per_sample = prdc.prdc(gen_f, real_sub, real_radii=radii, per_sample=True)
+            pr_reps = bootstrap.prdc_replicates(per_sample, w, bootstrap.weights(len(real_sub), seed=DEFAULTS["seed"] + 1))
             metrics.update({names[k]: v for k, v in pr.items()})
             mem, figs_mem = self.memorization(samples, gen_f, metrics[names["fid"]], n)
             metrics.update(mem.pop("_metrics"))
             checks["memorization"] = mem
             figs.update(figs_mem)
         if full and n >= 2:  # ~2 s at 10k samples (200 eigensolves): at full evaluations only
-            metrics.update(self.intervals(gen_f, names, metrics, pr_reps))
+            metrics.update(self.intervals(gen_f, w, names, metrics, pr_reps))
         metrics = {k: float(v) for k, v in metrics.items()}
         return Result(metrics, checks, figs, self.primary(n))
 
-    def intervals(self, gen_f: torch.Tensor, names: dict, values: dict, prdc_reps: dict) -> dict[str, float]:
+    def intervals(self, gen_f: torch.Tensor, w: torch.Tensor, names: dict, values: dict,
+                  prdc_reps: dict) -> dict[str, float]:
         """Sampling intervals (evaluation.bootstrap) of FID, KID and precision / recall / density /
         coverage at a full evaluation (the end of a run, `suite evaluate`)."""
         ref, n = self.ref("train"), len(gen_f)
-        w = bootstrap.weights(n)
         out = {names["fid"]: bootstrap.interval(values[names["fid"]], values[names["fid"]],
                                                 bootstrap.fid_replicates(gen_f, ref["mu"], ref["sigma"], w))}
         if names["kid"] in values:

@@ -28,44 +28,30 @@ def within(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> 
     return inside
 
 
-def ball_counts(gen: torch.Tensor, real: torch.Tensor, real_radii: torch.Tensor, gen_radii: torch.Tensor,
-                present: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For the generated samples present in each of B sets (present: n x B, 0/1):
-    counts (n) — real balls holding each generated sample; covered (m x B) — generated samples
-    of each set inside each real ball; hits (m x B) — balls of each set's generated samples
-    holding each real sample. One pass serves the evaluation (B = 1) and its bootstrap."""
-    p = present.float()  # counts stay below 2^24: exact in float32, half the memory of float64
-    counts = torch.zeros(len(gen), dtype=torch.float64)
-    covered = torch.zeros(len(real), p.shape[1])
-    for s in range(0, len(gen), chunk):
-        inside = within(gen[s : s + chunk], real, real_radii)
-        counts[s : s + chunk] = inside.sum(1)
-        covered += inside.T.float() @ p[s : s + chunk]
-    hits = torch.zeros(len(real), p.shape[1])
-    for s in range(0, len(real), chunk):
-        hits[s : s + chunk] = within(real[s : s + chunk], gen, gen_radii).float() @ p
-    return counts, covered, hits
-
-
 def prdc(gen: torch.Tensor, real: torch.Tensor, k: int = DEFAULTS["prdc_k"], real_radii: torch.Tensor | None = None,
-         boot_weights: torch.Tensor | None = None):
-    """The four metrics; with boot_weights (B x n multiplicities, evaluation.bootstrap) also each
-    resample's values, every k-NN radius held at its full-set value: (metrics, replicates)."""
+         chunk: int = 2048, per_sample: bool = False):
+    """The four metrics; with per_sample also what they average (evaluation.bootstrap resamples
+    those): real balls holding each generated sample, and per real sample whether a generated
+    ball holds it (recall) and whether it holds a generated sample (coverage)."""
     gen, real = gen.double(), real.double()
     r_real = kth_radius(real, k, dtype=torch.float64) if real_radii is None else real_radii.double()
     r_gen = kth_radius(gen, k, dtype=torch.float64)
-    ones = torch.ones(len(gen), 1)
-    present = ones if boot_weights is None else torch.cat([ones, (boot_weights > 0).T.float()], 1)
-    counts, covered, hits = ball_counts(gen, real, r_real, r_gen, present)
+    counts = torch.zeros(len(gen), dtype=torch.float64)  # real balls holding each generated sample
+    covered = torch.zeros(len(real), dtype=torch.bool)  # real balls holding any generated sample
+    for s in range(0, len(gen), chunk):
+        inside = within(gen[s : s + chunk], real, r_real)
+        counts[s : s + chunk] = inside.sum(1)
+        covered |= inside.any(0)
+    recall_hits = torch.zeros(len(real), dtype=torch.bool)  # real samples inside a generated ball
+    for s in range(0, len(real), chunk):
+        recall_hits[s : s + chunk] = within(real[s : s + chunk], gen, r_gen).any(1)
     c = counts.numpy()  # the reference's reductions, in numpy's summation order
     out = {
         "precision": float((c > 0).mean()),
-        "recall": float((hits[:, 0] > 0).numpy().mean()),
+        "recall": float(recall_hits.numpy().mean()),
         "density": float((1.0 / k) * c.mean()),
-        "coverage": float((covered[:, 0] > 0).numpy().mean()),
+        "coverage": float(covered.numpy().mean()),
     }
-    if boot_weights is None:
+    if not per_sample:
         return out
-    w, n = boot_weights.double(), len(gen)
-    return out, {"precision": w @ (counts > 0).double() / n, "density": w @ counts / (k * n),
-                 "recall": (hits[:, 1:] > 0).double().mean(0), "coverage": (covered[:, 1:] > 0).double().mean(0)}
+    return out, {"counts": counts, "recall_hits": recall_hits.double(), "covered": covered.double(), "k": k}

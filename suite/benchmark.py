@@ -297,9 +297,9 @@ def cell_values(run) -> dict:
     """Every evaluation metric of one cell's run at its best checkpoint and at its last step,
     with the sampling interval's half-width where one was logged, and the curve over training."""
     run_id = run.info.run_id
-    last = {k: v for k, v in run.data.metrics.items()}
+    last = run.data.metrics
     best_step = int(run.data.tags.get("suite.best_step", -1))
-    out = {"best": {}, "last": {}, "noise": {}, "curves": {}}
+    out = {"primary": run.data.tags.get("suite.best_metric", ""), "best": {}, "last": {}, "noise": {}, "curves": {}}
     for key in last:
         if not metrics.is_evaluation(key):
             continue
@@ -346,8 +346,7 @@ def leaderboard(b: BenchmarkSpec, results: dict) -> dict:
         if not runs:
             continue
         names = sorted(set.intersection(*(set(r["last"]) for r in runs.values())))
-        primaries[label] = next(iter(tracking.get_run(r["run_id"]).data.tags.get("suite.best_metric", "")
-                                     for r in runs.values()), "")
+        primaries[label] = next(iter(runs.values()))["primary"]
         for name in names:
             for at in ("best", "last"):
                 if not all(name in r[at] for r in runs.values()):
