@@ -217,6 +217,7 @@ def test_random_search_draws_the_same_learning_rates_for_every_spec_at_one_trial
     assert "search" not in benchmark.cells(benchmark.BenchmarkSpec(RING, seeds=2))[0]
 
 
+@pytest.mark.slow  # creates an MLflow store and a study (~4 s)
 def test_a_benchmark_resumed_with_another_protocol_is_refused(suite_home):
     first = benchmark.BenchmarkSpec(RING, seeds=2, max_steps=20, name="p",
                                     storage=f"sqlite:///{suite_home / 'q.db'}")

@@ -44,6 +44,7 @@ def test_fashion_mnist_loads_from_the_debian_package():
     assert d32.train.x.shape[-2:] == (32, 32)
 
 
+@pytest.mark.slow  # loads and restyles both halves (~7 s): keeps the default tier under 5 minutes
 def test_fashion_unpaired_halves_are_disjoint_and_b_is_an_invertible_restyle():
     d = data.load("fashion_unpaired")
     a, b = d.train.a, d.train.b
