@@ -1,5 +1,5 @@
-"""Sampling intervals of one evaluation: a bootstrap over the generated samples' features
-already computed (no new forward passes), logged as `<metric>_ci_low` / `_ci_high`.
+"""Sampling intervals of one evaluation: a bootstrap over the features already computed (no
+new forward passes), logged as `<metric>_ci_low` / `_ci_high`.
 
 The interval is the basic (bias-corrected) bootstrap [T - q_hi(T* - T), T - q_lo(T* - T)],
 not the percentile one: FID_n is biased upward by O(1/n) and a resample repeats that bias, so

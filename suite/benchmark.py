@@ -98,8 +98,8 @@ def pairs(b: BenchmarkSpec) -> list[tuple[str, str]]:
 def power_note(b: BenchmarkSpec) -> str:
     """Said before training: what these seeds can and cannot decide (Holm's family: the pairs on
     one dataset, for one metric; the largest family decides)."""
-    ds = datasets(b)
-    m = max((sum(ds[a] == d for a, _ in pairs(b)) for d in set(ds.values())), default=0)
+    ds, compared = datasets(b), pairs(b)
+    m = max((sum(ds[a] == d for a, _ in compared) for d in set(ds.values())), default=0)
     test = seeds.TESTS[b.test]
     need = seeds.seeds_needed(m, b.test)
     if not m:
