@@ -361,13 +361,13 @@ def leaderboard(b: BenchmarkSpec, results: dict) -> dict:
                     row["dominant"] = "seeds" if ci["std"] > row["sample_noise"] else "samples"
                 rows.append(row)
 
+    rank = {}  # spec -> its primary mean, signed so that smaller is better (no mean: last)
+    for r in seeds.preferred(rows):
+        if r["metric"] == primaries.get(r["spec"]) and r["mean"] is not None and math.isfinite(r["mean"]):
+            rank[r["spec"]] = -r["mean"] if metrics.direction(r["metric"]) == "max" else r["mean"]
+
     def order(row):
-        primary = primaries.get(row["spec"])
-        pr = [r for r in seeds.preferred(rows) if r["spec"] == row["spec"] and r["metric"] == primary]
-        value = pr[0]["mean"] if pr and pr[0]["mean"] is not None else math.inf
-        sign = -1 if metrics.direction(primary) == "max" else 1
-        return (row["dataset"], sign * value if math.isfinite(value) else math.inf, row["spec"], row["metric"],
-                row["at"])
+        return (row["dataset"], rank.get(row["spec"], math.inf), row["spec"], row["metric"], row["at"])
 
     rows.sort(key=order)
     return {"rows": rows, "primaries": primaries}
