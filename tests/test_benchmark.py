@@ -245,3 +245,17 @@ def test_random_search_benchmark_has_budget_curves(suite_home, mlflow_client):
     assert rates[(specs[0], "1")] == rates[(specs[1], "1")] != rates[(specs[0], "2")]  # paired by trial
     report = run_main("report", "--benchmark", "rs", "-o", str(suite_home / "rs.html"))
     assert report.returncode == 0 and "Budget curves" in (suite_home / "rs.html").read_text()
+
+
+def test_leaderboard_is_sorted_by_the_primary_metric_in_its_direction():
+    specs = ["gan_ring8", "gan_ring8:lr_g=1e-3", "gan_ring8:lr_d=1e-3"]
+    b = benchmark.BenchmarkSpec(specs, seeds=2)
+    metric = "mode_quality500_points_ring8"  # higher is better
+
+    def cell(v):
+        return {"primary": metric, "best": {metric: v}, "last": {metric: v}, "noise": {}, "curves": {}}
+
+    results = {specs[0]: {0: cell(0.2), 1: cell(0.3)}, specs[1]: {0: cell(0.8), 1: cell(0.9)},
+               specs[2]: {0: cell(0.5), 1: cell(0.4)}}
+    rows = benchmark.leaderboard(b, results)["rows"]
+    assert [r["spec"] for r in rows if r["at"] == "best"] == [specs[1], specs[2], specs[0]]
