@@ -28,12 +28,12 @@ import torch
 from optuna.trial import TrialState
 
 from evaluation import metrics, seeds
-from suite import harness, tracking
-from suite.errors import ConfigError, SuiteError
+from suite import harness, signals, tracking
+from suite.errors import ConfigError, Stopped, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import LR_RANGE
-from suite.tune_storage import (HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, run_workers,
-                                safe_url, wait_for_parent)
+from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
+                                open_storage, run_workers, safe_url, wait_for_parent)
 
 EXPERIMENT = "benchmarks"
 SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
@@ -246,6 +246,11 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
     with heartbeat(study, trial):
         try:
             harness.train(req)
+        except Stopped as e:  # not the cell's fault: queued again, trained from the start by the next worker
+            trial.set_user_attr("interrupted", str(e)[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial({}, user_attrs={k: c[k] for k in ("spec", "seed", "search") if k in c})
+            raise
         except (Exception, SuiteError) as e:  # noqa: BLE001 - a failed cell must not end the benchmark
             state, reason = TrialState.FAIL, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
     if reason:
@@ -258,22 +263,20 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
           file=sys.stderr, flush=True)
 
 
-def close_killed_runs(study) -> None:
-    """A cell whose worker died (its trial failed as stale) leaves its MLflow run RUNNING: end it
-    as KILLED, saying so, before the cell trains again in a new run."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        run_id = t.user_attrs.get("mlflow_run_id")
-        if run_id and tracking.get_run(run_id).info.status == "RUNNING":
-            Tracker(run_id).finish("KILLED", "its worker stopped sending heartbeats; the cell was queued again")
-
-
 def work(b: BenchmarkSpec, worker_id: int = 0) -> None:
-    """Claim and train cells until none is queued or running elsewhere."""
+    """Claim and train cells until none is queued or running elsewhere (or a stop signal)."""
+    with signals.stoppable():
+        _work(b, worker_id)
+
+
+def _work(b: BenchmarkSpec, worker_id: int) -> None:
     if b.workers > 1:  # K workers on one machine share its cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // b.workers))
     study = optuna.load_study(study_name=f"benchmark-{b.name}", storage=open_storage(b.storage))
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     while True:
+        if signum := signals.requested():
+            raise Stopped(f"stopped by {signals.name(signum)} between cells", signum)
         fail_stale(study)
         close_killed_runs(study)
         trial = claim(study)
@@ -476,6 +479,9 @@ def render(out: dict) -> str:
     if out["missing"]:
         lines.append(f"missing cells: {', '.join(out['missing'])}")
     lines.append(out["power"])
+    if name := out.get("benchmark"):
+        lines.append(f"next: python -m suite report --benchmark {name}   (forest plot, comparisons, samples)  |  "
+                     "python -m suite ui")
     return "\n".join(lines)
 
 
@@ -496,8 +502,14 @@ def benchmark(b: BenchmarkSpec) -> dict:
     validate(b)
     print(f"benchmark {b.name}: {len(b.specs)} specs x {b.seeds} seeds; {power_note(b)}", file=sys.stderr, flush=True)
     study = prepare(b)
-    if b.workers == 1:
-        work(b, 0)
-    else:
-        run_workers("_bench-worker", [b.to_json()], b.workers)
+    try:
+        if b.workers == 1:
+            work(b, 0)
+        else:
+            run_workers("_bench-worker", [b.to_json()], b.workers)
+    except (Stopped, signals.Interrupted) as e:
+        why = (f"stopped by {signals.name(e.signum)}: interrupted cells are queued again; rerun the same "
+               f"`suite benchmark` command (--name {b.name}) to continue")
+        Tracker.attach(study.user_attrs["mlflow_parent_run_id"]).finish("KILLED", why)
+        raise Stopped(why, e.signum) from None
     return finalize(study, b)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from suite import signals
 from suite.errors import CheckpointError
 
 
@@ -16,11 +17,18 @@ def save(obj: dict, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+    signals.TEMPORARY.add(str(tmp))  # a hard exit mid-write removes it
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        signals.TEMPORARY.discard(str(tmp))
     return path
 
 

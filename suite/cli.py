@@ -24,7 +24,7 @@ from evaluation.defaults import DEFAULTS
 from evaluation.evaluate import Context, Options
 from recipes import registry
 from reports import build
-from suite import benchmark, data, harness, tune, tune_space, ui
+from suite import benchmark, data, harness, summary, tune, tune_space, ui
 from suite.errors import ConfigError, SuiteError
 from suite.evaluate_run import evaluate_run
 
@@ -83,6 +83,8 @@ def cmd_run(args) -> int:
         max_steps=args.max_steps, data_root=args.data_root, download=args.download, resume=args.resume,
         evaluate=not args.no_eval)
     run_id = harness.train(req)
+    if not args.quiet:
+        print("\n".join(summary.run_summary(run_id)), file=sys.stderr, flush=True)
     print(run_id)
     return 0
 
@@ -138,8 +140,10 @@ def cmd_tune(args) -> int:
         metric=args.metric, direction=args.direction, storage=args.storage, study_name=args.study_name,
         workers=args.workers, pruner=args.pruner, sampler=args.sampler, seed=args.seed, overrides=overrides,
         max_steps=args.max_steps, device=args.device, data_root=args.data_root)
-    summary = tune.tune(spec)
-    print(json.dumps(summary, default=str))
+    result = tune.tune(spec)
+    if not args.quiet:
+        print("\n".join(summary.study_summary(result)), file=sys.stderr, flush=True)
+    print(json.dumps(result, default=str))
     return 0
 
 
@@ -193,6 +197,10 @@ def cmd_bench(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def quiet_arg(s) -> None:
+    s.add_argument("--quiet", action="store_true", help="no summary at the end (stdout is the same either way)")
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m suite", description="GAN benchmark suite: faithful recipes, honest metrics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -218,6 +226,7 @@ def build_parser() -> Parser:
     s.add_argument("--download", action="store_true", help="download the dataset if missing (needs a network)")
     s.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last checkpoint")
     s.add_argument("--no-eval", action="store_true", help="skip metric evaluation during and after training")
+    quiet_arg(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("evaluate", help="metrics and checks for a run's checkpoint or for sample files")
@@ -251,6 +260,7 @@ def build_parser() -> Parser:
     s.add_argument("--max-steps", type=int, help="training steps per trial")
     s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
     s.add_argument("--data-root", help="folder holding local datasets")
+    quiet_arg(s)
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts")

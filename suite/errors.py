@@ -37,3 +37,13 @@ class StopRun(SuiteError):
     """A run stopped on purpose before its end (an Optuna trial pruned): marked KILLED."""
 
     exit_code = 1
+
+
+class Stopped(SuiteError):
+    """A stop signal (SIGTERM, SIGINT, SIGUSR1) ended a run after a checkpoint: marked KILLED,
+    resumable. Exits 128 + the signal number, as a shell reports a process the signal ended."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

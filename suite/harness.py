@@ -28,9 +28,9 @@ from evaluation.evaluate import Result
 from evaluation.training import training_evaluator
 from recipes import registry
 from recipes.base import BaseConfig, Trainer, flatten
-from suite import checkpoint, data, images, paths
+from suite import checkpoint, data, images, paths, signals
 from suite.data import DataInfo
-from suite.errors import CheckpointError, ConfigError, StopRun, TrainingDiverged
+from suite.errors import CheckpointError, ConfigError, Stopped, StopRun, TrainingDiverged
 from suite.progress import Progress
 from suite.tracking import Tracker
 
@@ -197,11 +197,14 @@ class Session:
 
     def __init__(self, p: Prepared, trainer: Trainer, stream: data.BatchStream, tracker: Tracker,
                  evaluator: Evaluator | None, progress: bool | None, skip_through: int = 0, best: dict | None = None,
-                 on_eval=None):
+                 on_eval=None, evaluated: int | None = None):
         self.p, self.cfg, self.trainer, self.stream, self.tracker = p, p.cfg, trainer, stream, tracker
         self.evaluator, self.on_eval = evaluator, on_eval
         self.skip_through = skip_through  # steps already in the run's metric history (resume)
         self.best = best or {}
+        # last step whose evaluation (if any) completed: a stopped run owes the one it dropped
+        self.evaluated = trainer.step if evaluated is None else evaluated
+        self.saved = -1  # step of the newest checkpoints/last.pt
         self.total = total_steps(trainer, p.cfg, p.info)
         self.ckpt_dir = paths.run_dir(tracker.run_id) / "checkpoints"
         self.pending: list[tuple[int, dict]] = []
@@ -216,34 +219,70 @@ class Session:
 
     # -- the loop
     def run(self, until: int | None = None) -> None:
-        """Train to the end (or up to step `until`: benchmarks drive the loop in slices)."""
-        t, cfg = self.trainer, self.cfg
+        """Train to the end (or up to step `until`: benchmarks drive the loop in slices). A stop
+        signal ends it after the current step (an evaluation is dropped and owed) with a checkpoint."""
+        try:
+            self._run(until)
+        except signals.Interrupted:
+            self.stop()
+
+    def _run(self, until: int | None) -> None:
+        t = self.trainer
         if t.step == 0:
             self.log_samples(0)
+        if self.evaluator is not None and self.evaluated < t.step and self.evaluation_step(t.step):
+            self.evaluate(t.step)  # owed by a run stopped during this evaluation
+            self.save_checkpoint()
         end = self.total if until is None else min(until, self.total)
         while t.step < end:
-            out = t.train_step(self.stream)
-            t.step += 1
-            self.pending.append((t.step, out))
-            while t.epoch < self.stream.epochs_done:
-                t.epoch += 1
-                t.on_epoch_end()
-                if t.step > self.skip_through:
-                    self.tracker.log_metrics(t.step, t.learning_rates())
-            last = t.step == self.total
-            evaluating = self.evaluator is not None and (last or (cfg.eval_every and t.step % cfg.eval_every == 0))
-            if len(self.pending) >= FLUSH_EVERY or last or t.step % cfg.sample_every == 0 or evaluating or \
-                    t.step % cfg.checkpoint_every == 0:
-                self.flush()
-            self.progress.update(t.step)
-            if t.step % cfg.sample_every == 0 or last:
-                self.log_samples(t.step)
-            if evaluating:
-                self.evaluate(t.step)
-            if t.step % cfg.checkpoint_every == 0 or last:
-                self.save_checkpoint()
+            if signals.requested():
+                self.stop()
+            self.step()
         if t.step == self.total:
             self.finish()
+
+    def evaluation_step(self, step: int) -> bool:
+        return step == self.total or bool(self.cfg.eval_every and step % self.cfg.eval_every == 0)
+
+    def step(self) -> None:
+        """One generator iteration and what follows it: flush, samples, evaluation, checkpoint."""
+        t, cfg = self.trainer, self.cfg
+        out = t.train_step(self.stream)
+        t.step += 1
+        self.pending.append((t.step, out))
+        while t.epoch < self.stream.epochs_done:
+            t.epoch += 1
+            t.on_epoch_end()
+            if t.step > self.skip_through:
+                self.tracker.log_metrics(t.step, t.learning_rates())
+        last = t.step == self.total
+        evaluating = self.evaluator is not None and self.evaluation_step(t.step)
+        if len(self.pending) >= FLUSH_EVERY or last or t.step % cfg.sample_every == 0 or evaluating or \
+                t.step % cfg.checkpoint_every == 0:
+            self.flush()
+        self.progress.update(t.step)
+        if t.step % cfg.sample_every == 0 or last:
+            self.log_samples(t.step)
+        if evaluating:
+            self.evaluate(t.step)
+        else:
+            self.evaluated = t.step
+        if t.step % cfg.checkpoint_every == 0 or last:
+            self.save_checkpoint()
+
+    def stop(self) -> None:
+        """A stop signal: everything logged, a checkpoint of this very step, then Stopped."""
+        signum = signals.requested()
+        step = self.trainer.step
+        if self.saved != step or self.evaluated < step:
+            self.save_checkpoint()
+        raise Stopped(f"stopped by {signals.name(signum)} at step {step}/{self.total}: run {self.tracker.run_id} "
+                      f"marked KILLED; resume with: {self.resume_command()}", signum)
+
+    def resume_command(self) -> str:
+        extra = "" if self.p.device.type == "cpu" else f" --device {self.p.device}"
+        extra += f" --data-root {self.p.data_root}" if self.p.data_root else ""
+        return f"python -m suite run --resume {self.tracker.run_id}{extra}"
 
     def flush(self) -> None:
         """Move buffered step metrics to the host once, stop on non-finite losses, log."""
@@ -298,12 +337,15 @@ class Session:
     def evaluate(self, step: int) -> None:
         ev, final = self.evaluator, step == self.total
         with isolated_rng():
-            result = judge(self.trainer, ev, final)
+            with signals.interruptible():  # dropped on a stop signal, redone on resume
+                result = judge(self.trainer, ev, final)
             if final:
                 log_evaluation(self.tracker, result, step, "final")
         values = result.metrics
-        if step > self.skip_through or not self.best:
-            self.tracker.log_metrics(step, values)
+        stored = values
+        if step <= self.skip_through:  # a resumed run stores what the stopped one had not
+            stored = {k: v for k, v in values.items() if self.tracker.last_step(k) < step}
+        self.tracker.log_metrics(step, stored)
         value = values.get(ev.primary)
         if value is not None and metrics.better(ev.primary, value, self.best.get("value")):
             self.best = {"metric": ev.primary, "value": value, "step": step}
@@ -312,6 +354,7 @@ class Session:
                                    "suite.best_value": f"{value:.6g}"})
         if self.on_eval is not None:
             self.on_eval(step, values)
+        self.evaluated = step
 
     def checkpoint_state(self) -> dict:
         return {
@@ -323,12 +366,16 @@ class Session:
             "stream": self.stream.state_dict(),
             "rng": rng_state(),
             "best": self.best,
+            "evaluated": self.evaluated,
         }
 
     def save_checkpoint(self, name: str = "last") -> None:
         self.flush()  # never checkpoint weights that produced a non-finite loss
+        self.tracker.flush(wait=True)  # every value up to a checkpoint is stored before it exists
         path = checkpoint.save(self.checkpoint_state(), self.ckpt_dir / f"{name}.pt")
         self.tracker.log_artifact(path, "checkpoints")
+        if name == "last":
+            self.saved = self.trainer.step
 
     def finish(self) -> None:
         gen = {"family": self.p.family, "recipe": self.p.recipe, "config": dataclasses.asdict(self.cfg),
@@ -366,7 +413,14 @@ def stored_checkpoint(tracker: Tracker, which: str, missing: str) -> dict:
 
 
 def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | None] | None = default_evaluator) -> str:
-    """Run (or resume) one training run; returns its MLflow run id."""
+    """Run (or resume) one training run; returns its MLflow run id. A stop signal ends it with a
+    checkpoint, KILLED and `Stopped` (see suite/signals.py)."""
+    with signals.stoppable():
+        return _train(req, evaluator_factory)
+
+
+def _train(req: RunRequest, evaluator_factory) -> str:
+    evaluated = None
     if req.resume:
         tracker = Tracker.attach(req.resume)
         try:
@@ -391,6 +445,7 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
             set_rng_state(state["rng"])
             skip = tracker.last_step("loss/g")
             best = state.get("best") or {}
+            evaluated = state.get("evaluated")
         except KeyError as e:  # a checkpoint missing a section
             raise CheckpointError(f"checkpoint of run {req.resume} lacks '{e.args[0]}'") from None
         tracker.mark_running()  # only now: a failed resume leaves the run as it was
@@ -409,10 +464,18 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
     try:
         if req.on_start is not None:
             req.on_start(tracker)
-        with isolated_rng():
-            evaluator = evaluator_factory(p) if (evaluator_factory and req.evaluate) else None
-        session = Session(p, trainer, stream, tracker, evaluator, req.progress, skip, best, req.on_eval)
+        session = Session(p, trainer, stream, tracker, None, req.progress, skip, best, req.on_eval, evaluated)
+        try:
+            if evaluator_factory and req.evaluate:
+                with isolated_rng(), signals.interruptible():  # building one may train a classifier
+                    session.evaluator = evaluator_factory(p)
+        except signals.Interrupted:
+            session.stop()  # before the first step: a checkpoint of the start, to resume from
         session.run()
+    except Stopped as e:
+        tracker.set_tags({"suite.stop_signal": signals.name(e.signum), "suite.resume_command": session.resume_command()})
+        tracker.finish("KILLED", str(e))
+        raise
     except TrainingDiverged as e:
         tracker.finish("FAILED", str(e))
         raise

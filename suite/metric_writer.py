@@ -13,12 +13,14 @@ import sys
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from suite import signals
 from suite.tracking import _quiet
 
 MAX_BATCH = 1000  # MLflow's log_batch limit
 
 
 def main(uri: str, run_id: str) -> int:
+    signals.ignore_stops()  # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
     _quiet()
     client = MlflowClient(tracking_uri=uri)
     error = None

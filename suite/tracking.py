@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import suite
-from suite import paths
+from suite import paths, signals
 from suite.errors import TrackingError
 
 MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
@@ -200,6 +200,13 @@ class Tracker:
         return cls(run_id, c)
 
     def mark_running(self) -> None:
+        """Resumed: RUNNING again; how it stopped last time is kept as `suite.previous_stop`."""
+        tags = self.client.get_run(self.run_id).data.tags
+        if reason := tags.get("suite.failure_reason"):
+            self.client.set_tag(self.run_id, "suite.previous_stop", reason[:5000])
+        for key in ("suite.failure_reason", "suite.stop_signal", "suite.resume_command"):
+            if key in tags:
+                self.client.delete_tag(self.run_id, key)
         self.client.update_run(self.run_id, status="RUNNING")
 
     # -- reading back
@@ -265,14 +272,23 @@ class Tracker:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """End the run. A run whose values were not all stored is never FINISHED: it ends FAILED
+        with the reason (resumable from its checkpoint) and the error is raised."""
+        error, asked = None, status
         try:
             self.flush(wait=True)
+        except TrackingError as e:
+            error = e
+            status = "FAILED" if status == "FINISHED" else status
+            reason = f"{reason + '; ' if reason else ''}{e}; resume with: python -m suite run --resume {self.run_id}"
         finally:
             if self._writer is not None:
                 self._writer.stop()
-            if reason:
-                self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
-            self.client.set_terminated(self.run_id, status=status)
+        if reason:
+            self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
+        self.client.set_terminated(self.run_id, status=status)
+        if error is not None and asked == "FINISHED":
+            raise error
 
 
 def _write_failed(why: str) -> TrackingError:
@@ -323,28 +339,49 @@ class _Writer(threading.Thread):
 class _ProcessWriter:
     """The same, in a helper process (`python -m suite.metric_writer`): the training process only
     writes JSON lines into a pipe. A plain subprocess rather than multiprocessing, so scripts
-    that call the harness need no `if __name__ == "__main__"` guard."""
+    that call the harness need no `if __name__ == "__main__"` guard. What was sent since the last
+    acknowledged drain is kept, so a writer that dies is replaced and nothing is lost."""
 
     def __init__(self, run_id: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", paths.tracking_uri(), run_id],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.run_id = run_id
+        self.unacked: list[str] = []
         self.closed = False
+        self._start()
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", paths.tracking_uri(), self.run_id],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     **signals.child_options())
 
     def put(self, chunk: list[tuple]) -> None:
+        line = json.dumps(chunk) + "\n"
+        self.unacked.append(line)
         try:
-            self.proc.stdin.write(json.dumps(chunk) + "\n")
+            self.proc.stdin.write(line)
         except (BrokenPipeError, OSError):
-            pass  # the writer died: drain() reports it in one line
+            pass  # the writer died: drain() replaces it and sends again
 
-    def drain(self) -> None:
+    def _drain_once(self) -> str:
         try:
             self.proc.stdin.write("drain\n")
             self.proc.stdin.flush()
-            reply = self.proc.stdout.readline().strip()
+            return self.proc.stdout.readline().strip() or f"the metric writer process exited ({self.proc.wait()})"
         except (BrokenPipeError, OSError):
-            reply = f"the metric writer process exited ({self.proc.poll()})"
+            return f"the metric writer process exited ({self.proc.wait()})"
+
+    def drain(self) -> None:
+        reply = self._drain_once()
+        if reply.startswith("the metric writer process exited"):
+            self._start()  # a new writer gets everything not yet acknowledged (a batch stored twice
+            for line in self.unacked:  # by a writer that died mid-drain is the rare price)
+                try:
+                    self.proc.stdin.write(line)
+                except (BrokenPipeError, OSError):
+                    break
+            reply = self._drain_once()
         if reply != "ok":
-            raise _write_failed(reply or "no reply")
+            raise _write_failed(reply)
+        self.unacked.clear()
 
     def stop(self) -> None:
         if not self.closed:

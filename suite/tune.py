@@ -29,12 +29,12 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from suite import harness
-from suite.errors import ConfigError, StopRun, SuiteError
+from suite import harness, signals
+from suite.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import Param, infer_direction
-from suite.tune_storage import (HEARTBEAT_S, claim, default_storage, fail_stale, heartbeat, open_storage, run_workers,
-                                safe_url, wait_for_parent)
+from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
+                                open_storage, run_workers, safe_url, wait_for_parent)
 from suite.tune_summary import finalize
 
 
@@ -222,6 +222,9 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
             if not finite:
                 raise ConfigError(f"trial produced no finite value of {spec.metric}")
             value = min(finite, key=lambda v: sign * v)  # the best checkpoint's value
+        except Stopped as e:  # not the trial's fault: it goes back to the queue, uncounted
+            requeue(study, trial, params, str(e))
+            raise
         except StopRun as e:
             state, reason = TrialState.PRUNED, str(e)
         except (Exception, SuiteError) as e:  # noqa: BLE001 - a failed trial must not end the study
@@ -241,14 +244,35 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
     print(f"{label}: {params} -> {value if value is not None else reason}", file=sys.stderr, flush=True)
 
 
+def requeue(study, trial, params: dict, why: str) -> None:
+    """A trial stopped by a signal: failed as `interrupted` (not counted) and queued again with its
+    slot and parameters, so the next worker trains it from the start."""
+    trial.set_user_attr("interrupted", why[:500])
+    study.tell(trial, state=TrialState.FAIL)
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("slot", "paper_default")}
+    study.enqueue_trial(params, user_attrs={**attrs, "requeued_from": trial.number})
+
+
+def _stop_between_trials(what: str) -> None:
+    if signum := signals.requested():
+        raise Stopped(f"stopped by {signals.name(signum)} between {what}", signum)
+
+
 def work(spec: StudySpec, worker_id: int = 0, deadline: float | None = None) -> None:
+    with signals.stoppable():
+        _work(spec, worker_id, deadline)
+
+
+def _work(spec: StudySpec, worker_id: int, deadline: float | None) -> None:
     """Claim and run queued trials until none is queued or running elsewhere (or time is up)."""
     if spec.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
     study, _ = load_study(spec, seed_offset=worker_id)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     while deadline is None or time.time() < deadline:
+        _stop_between_trials("trials")
         fail_stale(study)
+        close_killed_runs(study)
         trial = claim(study)
         if trial is not None:
             run_trial(study, trial, spec, parent_id)
@@ -266,10 +290,17 @@ def tune(spec: StudySpec) -> dict:
         raise ConfigError("--workers and --trials must be >= 1")
     study, parent_id = prepare_study(spec)
     deadline = time.time() + spec.timeout if spec.timeout else None
-    if spec.workers == 1:
-        work(spec, 0, deadline)
-    else:
-        run_workers("_tune-worker", [spec.to_json(), str(deadline or "")], spec.workers)
+    try:
+        if spec.workers == 1:
+            work(spec, 0, deadline)
+        else:
+            run_workers("_tune-worker", [spec.to_json(), str(deadline or "")], spec.workers)
+    except (Stopped, signals.Interrupted) as e:
+        signum = e.signum
+        why = (f"stopped by {signals.name(signum)}: interrupted trials are queued again; rerun the same "
+               f"`suite tune {spec.recipe}` command (study '{spec.study_name}') to continue")
+        Tracker.attach(parent_id).finish("KILLED", why)
+        raise Stopped(why, signum) from None
     return finalize(study, spec, parent_id)
 
 

@@ -21,8 +21,9 @@ from optuna.trial import TrialState
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from suite import paths
+from suite import paths, signals, tracking
 from suite.errors import ConfigError
+from suite.tracking import Tracker
 
 # A worker beats every HEARTBEAT_S seconds; after GRACE_S without a beat its trial is stale.
 HEARTBEAT_S = int(os.environ.get("SUITE_TUNE_HEARTBEAT", "5"))
@@ -72,16 +73,26 @@ def wait_for_parent(study, rename: str, timeout: float = 120) -> str:
 
 
 def run_workers(command: str, args: list[str], workers: int) -> None:
-    """`python -m suite COMMAND ARGS... i` for i < workers, waited for; terminated on Ctrl-C."""
-    procs = [subprocess.Popen([sys.executable, "-m", "suite", command, *args[:1], str(i), *args[1:]], cwd=os.getcwd())
-             for i in range(workers)]
+    """`python -m suite COMMAND ARGS... i` for i < workers, waited for. Each leads its own process
+    group and gets SIGTERM if this process dies; a stop signal here is passed on to each once (each
+    then ends its trial with a checkpoint) and, once all have ended, raises Interrupted."""
+    procs = [subprocess.Popen([sys.executable, "-m", "suite", command, *args[:1], str(i), *args[1:]], cwd=os.getcwd(),
+                              **signals.child_options(own_group=True)) for i in range(workers)]
+
+    def forward(signum):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
     try:
-        for p in procs:
-            p.wait()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
+        with signals.stoppable(on_signal=forward):
+            for p in procs:
+                p.wait()
+            signals.check()
+    finally:
+        for p in procs:  # only if this process is leaving by an error of its own
+            if p.poll() is None:
+                signals.stop_group(p)
 
 
 def claim(study):
@@ -154,3 +165,12 @@ def fail_stale(study) -> None:
 def heartbeat(study, trial) -> Heartbeat:
     """A heartbeat for one claimed trial (Study and Trial expose no public storage handle)."""
     return Heartbeat(study._storage, trial._trial_id)
+
+
+def close_killed_runs(study) -> None:
+    """A trial whose worker died (failed as stale) leaves its MLflow run RUNNING: end it as
+    KILLED, saying so, before the trial trains again in a new run."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id and tracking.get_run(run_id).info.status == "RUNNING":
+            Tracker(run_id).finish("KILLED", "its worker stopped sending heartbeats; the trial was queued again")

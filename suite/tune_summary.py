@@ -24,11 +24,13 @@ def finalize(study, spec: StudySpec, parent_id: str) -> dict:
     df = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration",
                                        "intermediate_values"))
     tracker.log_text(df.to_csv(index=False), "study/trials.csv")
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trials = counted(study)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
     summary = {"study": spec.study_name, "metric": spec.metric, "direction": spec.direction,
-               "trials": len(study.trials), "complete": len(done),
-               "pruned": len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))),
-               "failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))}
+               "trials": len(trials), "complete": len(done),
+               "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+               "failed": sum(t.state == TrialState.FAIL for t in trials),
+               "requeued": len(study.trials) - len(trials)}
     if done:
         best = study.best_trial
         default = next((t for t in done if t.user_attrs.get("paper_default")), None)
@@ -47,6 +49,17 @@ def finalize(study, spec: StudySpec, parent_id: str) -> dict:
         tracker.log_image(image, f"study/{name}.png")
     tracker.finish("FINISHED")
     return summary
+
+
+def counted(study) -> list:
+    """One trial per slot, its latest try: a trial stopped by a signal, or whose worker died, was
+    queued again as a new Optuna trial and still counts once."""
+    latest = {}
+    for t in study.get_trials(deepcopy=False):
+        key = t.user_attrs.get("slot", f"#{t.number}")
+        if key not in latest or t.number > latest[key].number:
+            latest[key] = t
+    return sorted(latest.values(), key=lambda t: t.number)
 
 
 def study_plots(study) -> dict:

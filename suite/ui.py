@@ -3,12 +3,13 @@ told otherwise. With MLFLOW_TRACKING_URI pointing at a server, that server alrea
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from suite import paths
+from suite import paths, signals
 from suite.errors import ConfigError
 
 
@@ -34,7 +35,12 @@ def serve(host: str = "127.0.0.1", port: int = 5000) -> int:
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    # The guard leads the server's process group and ends all of it with us, however we end.
+    proc = subprocess.Popen([sys.executable, "-m", "suite.guard", *cmd], **signals.child_options(own_group=True))
+    with signals.stoppable(on_signal=lambda signum: proc.send_signal(signal.SIGTERM)):
+        code = proc.wait()
+        signum = signals.requested()
+    if signum:
+        print(f"MLflow UI stopped ({signals.name(signum)})", file=sys.stderr, flush=True)
+        return signals.exit_code(signum)
+    return code

@@ -21,11 +21,11 @@ LAYERS = {
     "recipes": 2,
     "evaluation": 2,
     "reports": 3,
-    **{f"suite.{m}": 4 for m in ("harness", "tune", "tune_space", "tune_storage", "tune_summary", "evaluate_run", "benchmark",
+    **{f"suite.{m}": 4 for m in ("harness", "tune", "tune_space", "tune_storage", "tune_summary", "evaluate_run", "benchmark", "summary",
                                  "cli", "ui", "__main__")},
 }
 FOUNDATION = {"suite"} | {f"suite.{m}" for m in ("errors", "paths", "checkpoint", "images", "progress", "tracking",
-                                     "metric_writer")}
+                                     "metric_writer", "signals", "guard")}
 SIDEWAYS = {("recipes", "evaluation"), ("evaluation", "recipes")}
 FAMILY_WORDS = ("wgan", "cyclegan", "dcgan", "cnn_gan", "WGAN", "CycleGAN", "DCGAN")
 

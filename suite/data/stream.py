@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from suite import signals
 from suite.data.readers import UnpairedFiles, resize
 from suite.data.spec import Loaded, PairSource, TensorSource
 
@@ -24,6 +25,12 @@ def augment(x: torch.Tensor, size: int, flip: bool, g: torch.Generator) -> torch
         mask = torch.rand(n, generator=g) < 0.5
         x = torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
     return x
+
+
+def _worker_init(_worker_id: int) -> None:
+    # A stop signal to the process group must not kill a worker mid-step: the trainer finishes
+    # its step with their batches; torch ends them with the loader, or when the trainer dies.
+    signals.ignore_stops()
 
 
 class BatchStream:
@@ -71,7 +78,8 @@ class BatchStream:
             batches = [[tuple(ij) for ij in b] for b in batches]
         loader = torch.utils.data.DataLoader(
             self.src, batch_sampler=batches, num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            worker_init_fn=_worker_init if self.num_workers else None)
         return iter(loader)
 
     def __call__(self):
