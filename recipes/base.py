@@ -257,6 +257,17 @@ class BCEGANMixin:
             set_requires_grad(self.D, True)
         return {"loss/g": loss.detach(), "d_fake_gstep": torch.sigmoid(out).mean().detach()}
 
+    def discriminator_view(self, grid: torch.Tensor, fakes: torch.Tensor):
+        """GAN Lab's view: D(x) = sigmoid(logit) over `grid`, and at each generated point the
+        direction the non-saturating G loss pushes it, -dL_G/dx (per sample: reduction sum)."""
+        with torch.no_grad():
+            surface = torch.sigmoid(self.D(grid.to(self.device))).float().cpu()
+        x = fakes.to(self.device).detach().requires_grad_(True)
+        out = self.D(x)
+        loss = F.binary_cross_entropy_with_logits(out, torch.ones_like(out), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)  # only x's gradient: D's parameters keep theirs
+        return surface, (-grad).float().cpu()
+
 
 class Trainer:
     """The interface the harness drives. Subclasses set `modules`, `optimizers` (and optionally
@@ -325,6 +336,11 @@ class Trainer:
     def eval_samples(self, n: int, generator: torch.Generator, inputs: dict | None = None):
         """What the evaluator judges: n generated samples (a translating family answers `inputs`)."""
         return self.generate(n, generator)
+
+    def discriminator_view(self, grid: torch.Tensor, fakes: torch.Tensor):
+        """For 2D data: (D's output at each `grid` point, the generator's gradient -dL_G/dx at each
+        of `fakes`), as GAN Lab draws them; None where a family has no such view."""
+        return None
 
     def samples(self) -> torch.Tensor:
         """What the progress grid shows: G(fixed noise)."""

@@ -36,6 +36,11 @@ class Image:
     caption: str
     alt: str = ""
 
+    @property
+    def kind(self) -> str:
+        """png, or gif for an animation (the bytes say which)."""
+        return "gif" if self.png[:4] == b"GIF8" else "png"
+
     @classmethod
     def from_array(cls, array: np.ndarray, caption: str, alt: str = "") -> Image:
         from PIL import Image as PILImage  # PIL.Image would shadow this module's Image block
@@ -135,9 +140,9 @@ def _block_html(b) -> str:
         return f"<p class='{e(b.kind)}'>{e(b.text)}</p>"
     if isinstance(b, Image):
         data = base64.b64encode(b.png).decode()
-        width = int.from_bytes(b.png[16:20], "big")  # PNG IHDR: small pictures are shown at 2x
+        width = int.from_bytes(b.png[16:20], "big") if b.kind == "png" else 0  # PNG IHDR: small ones shown at 2x
         size = f" width='{2 * width}'" if 0 < width < 200 else ""
-        return (f"<figure><img src='data:image/png;base64,{data}' alt='{e(b.alt)}'{size}>"
+        return (f"<figure><img src='data:image/{b.kind};base64,{data}' alt='{e(b.alt)}'{size}>"
                 f"<figcaption>{e(b.caption)}</figcaption></figure>")
     if isinstance(b, Table):
         cls = " class='sortable' onclick='sortTable(this)'" if b.sortable else ""
@@ -169,7 +174,7 @@ def to_markdown(doc: Document, path: Path) -> Path:
                 lines += [prefix + _md_escape(b.text) + suffix, ""]
             elif isinstance(b, Image):
                 n += 1
-                name = f"{n:03d}-{_slug(b.caption)[:40] or 'figure'}.png"
+                name = f"{n:03d}-{_slug(b.caption)[:40] or 'figure'}.{b.kind}"
                 (folder / name).write_bytes(b.png)
                 lines += [f"![{_md_escape(b.alt)}]({folder.name}/{name})", "", f"*{_md_escape(b.caption)}*", ""]
             elif isinstance(b, Table):

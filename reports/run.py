@@ -88,6 +88,20 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
     if samples.blocks:
         out.append(samples)
 
+    scape = Section("What the discriminator sees (GAN Lab view)", level=3)
+    frames = sorted(p for p in tracking.list_artifacts(rid, "landscape") if p.endswith(".png"))
+    gif = artifact_png(rid, "landscape/animation.gif", tmp,
+                       "over training: D(x) as a heat map (blue: taken for real, red: for fake), real points green, "
+                       "generated purple, arrows the generator's gradient at each generated point")
+    if gif:
+        scape.add(gif)
+    for path in _spread(frames, 3):
+        img = artifact_png(rid, path, tmp, f"step {_step_of(path)}")
+        if img:
+            scape.add(img)
+    if scape.blocks:
+        out.append(scape)
+
     checks = Section("Checks", level=3)
     result = json_artifact(rid, "eval/result_final.json", tmp)
     if result:
@@ -109,6 +123,10 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
         if section is not None:
             out.append(section)
     return out
+
+
+def _step_of(path: str) -> int:
+    return int(re.findall(r"(\d+)", path)[-1])
 
 
 def _spread(items: list, k: int) -> list:

@@ -36,6 +36,7 @@ from suite.tracking import Tracker
 
 FLUSH_EVERY = 25  # steps between metric flushes (one host sync and one async MLflow batch)
 CHECKPOINT_FORMAT = 1
+LANDSCAPE_GRID, LANDSCAPE_POINTS = 80, 400  # heat-map resolution; points and arrows drawn per frame
 
 
 class Evaluator(Protocol):
@@ -330,9 +331,39 @@ class Session:
         x = t.samples()
         if t.kind == "points":
             picture = images.scatter(x, self.p.loaded.meta.get("modes"), f"{self.p.recipe} step {step}")
+            self.log_landscape(step, x)
         else:
             picture = images.grid(x, getattr(t, "grid_nrow", None))
         self.tracker.log_image(picture, f"samples/step_{step:06d}.png")
+
+    def log_landscape(self, step: int, fakes: torch.Tensor) -> None:
+        """2D data: the discriminator's output over the plane, real and generated points, the
+        generator's gradient at each generated point (GAN Lab's view), one frame per sample step."""
+        modes = self.p.loaded.meta.get("modes")
+        extent = 1.25 * float(modes.abs().max()) + 0.5 if modes is not None else 1.1 * float(fakes.abs().max())
+        axis = torch.linspace(-extent, extent, LANDSCAPE_GRID)
+        gy, gx = torch.meshgrid(axis, axis, indexing="ij")  # row i: y = axis[i]; column j: x = axis[j]
+        fakes = fakes[:LANDSCAPE_POINTS]
+        with isolated_rng():
+            view = self.trainer.discriminator_view(torch.stack([gx.flatten(), gy.flatten()], 1), fakes)
+        if view is None:
+            return
+        surface, pull = view
+        real = self.p.loaded.train.x[:LANDSCAPE_POINTS].numpy()
+        picture = images.landscape(surface.view(LANDSCAPE_GRID, LANDSCAPE_GRID).numpy(), extent, real,
+                                   fakes.numpy(), pull.numpy(), None if modes is None else modes.numpy(),
+                                   f"{self.p.recipe} step {step}: D(x), generator gradient")
+        self.tracker.log_image(picture, f"landscape/step_{step:06d}.png")
+
+    def log_animation(self) -> None:
+        """Every landscape frame of the run (a resumed run's earlier ones too) as one GIF."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.tracker.download("landscape", Path(tmp))
+            files = sorted(folder.glob("step_*.png")) if folder else []
+            if len(files) >= 2:
+                gif = Path(tmp) / "animation.gif"
+                gif.write_bytes(images.animation([images.load_png(f) for f in files]))
+                self.tracker.log_artifact(gif, "landscape")
 
     def evaluate(self, step: int) -> None:
         ev, final = self.evaluator, step == self.total
@@ -383,6 +414,8 @@ class Session:
                "generator": self.trainer.generator_state()}
         path = checkpoint.save(gen, self.ckpt_dir / "generator.pt")
         self.tracker.log_artifact(path, "checkpoints")
+        if self.trainer.kind == "points":
+            self.log_animation()
         elapsed = time.perf_counter() - self.t_start
         done = self.trainer.step - self.start_step
         self.progress.close(f"{self.p.recipe}: {done} steps in {elapsed:.1f} s "

@@ -70,5 +70,46 @@ def scatter(points: torch.Tensor, modes: torch.Tensor | None = None, title: str 
     return render(fig)
 
 
+def load_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).copy()
+
+
 def save_png(array: np.ndarray, path) -> None:
     Image.fromarray(array).save(path)
+
+
+def landscape(surface: np.ndarray, extent: float, real: np.ndarray, fake: np.ndarray, pull: np.ndarray,
+              modes: np.ndarray | None, title: str) -> np.ndarray:
+    """GAN Lab's picture of one moment: the discriminator's output as a heat map over the plane
+    (`surface`, a square grid over [-extent, extent]^2), real (green) and generated (purple) points on
+    top, and arrows where the generator's gradient moves each generated point."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    im = ax.imshow(surface, origin="lower", extent=(-extent, extent, -extent, extent), cmap="RdBu",
+                   vmin=0, vmax=1, alpha=0.8, interpolation="bilinear")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("D(x), probability of real", fontsize=7)
+    ax.scatter(real[:, 0], real[:, 1], s=3, color="tab:green", alpha=0.6, label="real")
+    ax.scatter(fake[:, 0], fake[:, 1], s=3, color="purple", alpha=0.7, label="generated")
+    norm = np.linalg.norm(pull, axis=1, keepdims=True)
+    scale = np.maximum(norm, 1e-12) / max(float(norm.max()), 1e-12)  # longest arrow: a tenth of the plane
+    arrows = pull / np.maximum(norm, 1e-12) * scale * extent * 0.2
+    ax.quiver(fake[:, 0], fake[:, 1], arrows[:, 0], arrows[:, 1], angles="xy", scale_units="xy", scale=1,
+              width=0.004, color="black", alpha=0.5)
+    if modes is not None:
+        ax.scatter(modes[:, 0], modes[:, 1], s=25, marker="x", color="black", linewidths=1)
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=6)
+    ax.legend(loc="upper right", fontsize=6, markerscale=3)
+    ax.set_title(title, fontsize=8)
+    return render(fig)
+
+
+def animation(frames: list[np.ndarray], ms_per_frame: int = 400) -> bytes:
+    """Frames (HxWx3 uint8, resized to the first one's size) as a looping GIF."""
+    first = Image.fromarray(frames[0])
+    rest = [Image.fromarray(f).resize(first.size) for f in frames[1:]]
+    buf = io.BytesIO()
+    first.save(buf, format="GIF", save_all=True, append_images=rest, duration=ms_per_frame, loop=0, optimize=True)
+    return buf.getvalue()
