@@ -506,23 +506,29 @@ def _train(req: RunRequest, evaluator_factory) -> str:
             session.stop()  # before the first step: a checkpoint of the start, to resume from
         session.run()
     except Stopped as e:
+        stream.close()
         tracker.set_tags({"suite.stop_signal": signals.name(e.signum), "suite.resume_command": session.resume_command()})
         tracker.finish("KILLED", str(e))
         raise
     except TrainingDiverged as e:
+        stream.close()
         tracker.finish("FAILED", str(e))
         raise
     except StopRun as e:
+        stream.close()
         tracker.finish("KILLED", str(e))
         raise
     except KeyboardInterrupt:
+        stream.close()
         tracker.finish("KILLED", "interrupted (KeyboardInterrupt)")
         raise
     except BaseException as e:
+        stream.close()
         tracker.finish("FAILED", f"{type(e).__name__}: {e}")
         raise
     finally:
         if session is not None:
             session.progress.close()
+    stream.close()  # before the writer is told to end: DataLoader workers hold its pipe open
     tracker.finish("FINISHED")
     return tracker.run_id

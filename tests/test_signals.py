@@ -337,7 +337,7 @@ def _image_folder(root: Path) -> Path:
     rng = np.random.default_rng(0)
     from PIL import Image
 
-    for i in range(256):
+    for i in range(1024):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
     return root
 
@@ -349,11 +349,12 @@ def test_a_runs_dataloader_workers_and_metric_writer_end_with_it(suite_home, mlf
     mark = uuid.uuid4().hex
     args = ["run", "wgan_lsun", "--data-root", str(root), "--max-steps", "2000", "--no-eval",
             *sets({"image_size": 16, "ngf": 8, "ndf": 8, "batch_size": 16, "n_extra_layers": 0, "num_workers": 2,
+                   "critic_burst": 5,
                    "sample_every": 5000, "checkpoint_every": 5000})]
     proc = start(args, suite_home, mark)
     run_id = until(lambda: newest_run(mlflow_client, "wgan_lsun"), proc, what="the run")
     until(lambda: last_step(mlflow_client, run_id) >= 3, proc, what="training")
-    assert len(marked(mark)) >= 4  # the run, its metric writer, two DataLoader workers
+    until(lambda: len(marked(mark)) >= 4, proc, what="the run, its metric writer and two DataLoader workers")
     proc.send_signal(sig)
     proc.communicate(timeout=120)
     assert not wait_gone(mark)

@@ -100,6 +100,12 @@ class BatchStream:
         self.pos += 1
         return batch
 
+    def close(self) -> None:
+        """End the DataLoader workers now. Forked, they hold copies of every pipe this process has
+        open (the metric writer's stdin among them): left to the garbage collector, they keep
+        those pipes open after the run ends."""
+        self._iter = None
+
     @property
     def epochs_done(self) -> int:
         """Completed passes (a pass ends when its last batch has been consumed)."""
