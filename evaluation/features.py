@@ -23,12 +23,14 @@ import torch
 from torch.nn import functional as F
 
 from evaluation import classifier
-from suite import data, paths
+from suite import checkpoint, data, paths
 from suite.errors import ConfigError, DataError
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
-INCEPTION_SHA256_PREFIX = "6726825d"  # the hash in the official file name (torch.hub convention)
+# The official file's full SHA-256 (its name carries the first 8 digits, torch.hub's convention;
+# a prefix alone is forged in minutes). The same file serves pytorch-fid and torch-fidelity.
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
 @dataclass
@@ -143,23 +145,29 @@ def _inception(dataset: str, device: str = "cpu", inception_weights=None, **_) -
 
     path = inception_weights_path(inception_weights)
     digest = sha256(path)
-    unverified = os.environ.get("SUITE_ALLOW_UNVERIFIED_INCEPTION") == "1"
-    if not digest.startswith(INCEPTION_SHA256_PREFIX) and not unverified:
-        raise ConfigError(f"{path} is not the FID Inception-v3 weights file (sha256 {digest[:8]}..., expected "
-                          f"{INCEPTION_SHA256_PREFIX}...); get {INCEPTION_URL}")
-    if digest.startswith(INCEPTION_SHA256_PREFIX):
-        # The official file, identified by its hash: torch-fidelity may load it as it does.
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                          feature_extractor_weights_path=str(path))
-        name = "inception"
-    else:
-        # Other weights (tests, experiments): load them safely, and never call it "inception".
+    official = digest == INCEPTION_SHA256
+    if not official and os.environ.get("SUITE_ALLOW_UNVERIFIED_INCEPTION") != "1":
+        raise ConfigError(f"{path} is not the FID Inception-v3 weights file (sha256 {digest[:16]}..., expected "
+                          f"{INCEPTION_SHA256[:16]}...); get {INCEPTION_URL}")
+    # Never unpickled, not even the official file: tensors only (weights_only=True), handed to
+    # torch-fidelity's standard network through a file that holds nothing else.
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        with tempfile.NamedTemporaryFile(suffix=".pth") as tmp:
-            torch.save(state, tmp.name)
+    except Exception as e:  # noqa: BLE001 - a refused pickle, a corrupt or foreign file
+        why = "holds Python objects besides tensors; refused" if checkpoint.refused_pickle(e) else "is unreadable"
+        raise ConfigError(f"Inception weights {path} {why} (loaded with weights_only=True)") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"Inception weights {path} do not hold a state dict of tensors")
+    with tempfile.TemporaryDirectory() as tmp:
+        safe = Path(tmp) / "inception.pth"
+        torch.save(dict(state), safe)
+        try:
             net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                              feature_extractor_weights_path=tmp.name)
-        name = "inception-unverified"
+                                              feature_extractor_weights_path=str(safe))
+        except RuntimeError as e:  # keys or shapes of another network
+            raise ConfigError(f"Inception weights {path} do not fit the FID Inception-v3: "
+                              f"{str(e).splitlines()[0][:160]}") from None
+    name = "inception" if official else "inception-unverified"  # other weights are never called "inception"
     net = net.to(device)
 
     def fn(x):

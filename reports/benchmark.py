@@ -22,7 +22,7 @@ from suite.errors import ConfigError
 def benchmark_parent(name: str):
     found = tracking.find_runs(f"tags.`suite.benchmark` = '{name}' and tags.`suite.kind` = 'benchmark'")
     if not found:
-        raise ConfigError(f"no benchmark named '{name}' in {tracking.paths.tracking_uri()}")
+        raise ConfigError(f"no benchmark named '{name}' in {tracking.paths.shown_uri()}")
     return found[0]
 
 
@@ -41,7 +41,7 @@ def report_benchmark(name: str) -> tuple[Document, str]:
             raise ConfigError(f"benchmark '{name}' has no leaderboard yet (its cells are still running or it "
                               "was stopped); rerun the same `suite benchmark` command to finish it")
         doc = Document(f"Benchmark {name}", f"{board['interval']} · {board['test']}, Holm-corrected · tracking "
-                                            f"store: {tracking.paths.tracking_uri()}")
+                                            f"store: {tracking.paths.shown_uri()}")
         top = doc.add(Section("What these seeds can decide"))
         top.add(Text(board["power"]))
         if board.get("missing"):

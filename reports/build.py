@@ -49,7 +49,7 @@ def _runs_document(title: str, runs: list, latent_figures: bool) -> Document:
 
 def _subtitle(runs) -> str:
     recipes = sorted({r.data.tags.get("suite.recipe", "?") for r in runs})
-    return f"recipes: {', '.join(recipes)} · tracking store: {tracking.paths.tracking_uri()}"
+    return f"recipes: {', '.join(recipes)} · tracking store: {tracking.paths.shown_uri()}"
 
 
 def write(doc: Document, out: Path, fmt: str) -> Path:

@@ -163,10 +163,10 @@ def to_markdown(doc: Document, path: Path) -> Path:
     """Markdown at `path`, images in `<stem>_files/` beside it."""
     folder = path.with_name(f"{path.stem}_files")
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {doc.title}", "", doc.subtitle, ""]
+    lines = [f"# {_md_escape(doc.title)}", "", _md_escape(doc.subtitle), ""]
     n = 0
     for s in doc.sections:
-        lines += ["#" * s.level + " " + s.title, ""]
+        lines += ["#" * s.level + " " + _md_escape(s.title), ""]
         for b in s.blocks:
             if isinstance(b, Text):
                 prefix = {"verdict-ok": "**OK** ", "verdict-bad": "**FLAGGED** ", "note": "_"}.get(b.kind, "")
@@ -191,4 +191,9 @@ def to_markdown(doc: Document, path: Path) -> Path:
 
 
 def _md_escape(text: str) -> str:
-    return html.escape(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+    """Text that stays text in Markdown: HTML escaped, Markdown's markup characters backslashed,
+    one line (a newline in a run name would end a heading or a table row)."""
+    text = " ".join(str(text).split("\n")).replace("\\", "\\\\")
+    for ch in "`*_[]#|!~":
+        text = text.replace(ch, "\\" + ch)
+    return html.escape(text, quote=False)

@@ -21,7 +21,7 @@ from suite.errors import ConfigError
 def study_parent(name: str):
     found = tracking.find_runs(f"tags.`suite.study` = '{name}' and tags.`suite.kind` = 'study'")
     if not found:
-        raise ConfigError(f"no study named '{name}' in {tracking.paths.tracking_uri()}")
+        raise ConfigError(f"no study named '{name}' in {tracking.paths.shown_uri()}")
     return found[0]
 
 

@@ -33,7 +33,7 @@ from suite.errors import ConfigError, Stopped, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import LR_RANGE
 from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
-                                open_storage, run_workers, safe_url, wait_for_parent)
+                                open_storage, run_workers, safe_url, wait_for_parent, worker_spec)
 
 EXPERIMENT = "benchmarks"
 SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
@@ -288,8 +288,8 @@ def _work(b: BenchmarkSpec, worker_id: int) -> None:
         time.sleep(HEARTBEAT_S)
 
 
-def worker_main(spec_json: str, worker_id: str) -> int:
-    work(BenchmarkSpec.from_json(spec_json), int(worker_id))
+def worker_main(worker_id: str) -> int:
+    work(BenchmarkSpec.from_json(worker_spec()), int(worker_id))
     return 0
 
 
@@ -506,7 +506,7 @@ def benchmark(b: BenchmarkSpec) -> dict:
         if b.workers == 1:
             work(b, 0)
         else:
-            run_workers("_bench-worker", [b.to_json()], b.workers)
+            run_workers("_bench-worker", b.to_json(), [], b.workers)
     except (Stopped, signals.Interrupted) as e:
         why = (f"stopped by {signals.name(e.signum)}: interrupted cells are queued again; rerun the same "
                f"`suite benchmark` command (--name {b.name}) to continue")

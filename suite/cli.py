@@ -148,7 +148,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_tune_worker(args) -> int:
-    return tune.worker_main(args.spec, args.worker_id, args.deadline)
+    return tune.worker_main(args.worker_id, args.deadline)
 
 
 def cmd_benchmark(args) -> int:
@@ -165,7 +165,7 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_bench_worker(args) -> int:
-    return benchmark.worker_main(args.spec, args.worker_id)
+    return benchmark.worker_main(args.worker_id)
 
 
 def cmd_report(args) -> int:
@@ -301,14 +301,12 @@ def build_parser() -> Parser:
                    help="compare with a saved benchmark run (default: the latest)")
     s.set_defaults(func=cmd_bench)
 
-    s = sub.add_parser("_tune-worker")  # internal: one worker process of `tune --workers K`
-    s.add_argument("spec")
+    s = sub.add_parser("_tune-worker")  # internal: one worker process of `tune --workers K` (spec in SUITE_WORKER_SPEC)
     s.add_argument("worker_id")
     s.add_argument("deadline", nargs="?", default="")
     s.set_defaults(func=cmd_tune_worker)
 
-    s = sub.add_parser("_bench-worker")  # internal: one worker process of `benchmark --workers K`
-    s.add_argument("spec")
+    s = sub.add_parser("_bench-worker")  # internal: one worker process of `benchmark --workers K` (spec in env)
     s.add_argument("worker_id")
     s.set_defaults(func=cmd_bench_worker)
 

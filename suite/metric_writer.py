@@ -1,7 +1,7 @@
 """Helper process of suite.tracking: reads metric batches (JSON lines) from stdin and logs them
 to one MLflow run, so the training process never does MLflow's per-value ORM work.
 
-    python -m suite.metric_writer TRACKING_URI RUN_ID    (started by suite.tracking)
+    python -m suite.metric_writer RUN_ID    (started by suite.tracking; the store: MLFLOW_TRACKING_URI / SUITE_HOME)
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import sys
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from suite import signals
+from suite import paths, signals
 from suite.tracking import _quiet
 
 MAX_BATCH = 1000  # MLflow's log_batch limit
 
 
-def main(uri: str, run_id: str) -> int:
+def main(run_id: str) -> int:
     signals.ignore_stops()  # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
     _quiet()
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=paths.tracking_uri())
     error = None
     pending: list = []
 
@@ -53,4 +53,4 @@ def main(uri: str, run_id: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1], sys.argv[2]))
+    raise SystemExit(main(sys.argv[1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 
 def home() -> Path:
@@ -36,6 +37,16 @@ def tracking_uri() -> str:
         return uri
     home().mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def shown_uri(uri: str | None = None) -> str:
+    """A store's URI as it may be shown or saved: any password in it masked."""
+    uri = tracking_uri() if uri is None else uri
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def artifact_root() -> str:

@@ -56,7 +56,7 @@ def check_reachable(uri: str) -> None:
         try:
             requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
         except Exception as e:  # noqa: BLE001 - any failure means unreachable
-            raise TrackingError(f"tracking server {uri} is unreachable ({type(e).__name__})") from None
+            raise TrackingError(f"tracking server {paths.shown_uri(uri)} is unreachable ({type(e).__name__})") from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).parent
         try:
@@ -117,7 +117,7 @@ def get_run(run_id: str):
     try:
         return c.get_run(run_id)
     except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
-        raise TrackingError(f"no run with id '{run_id}' in {paths.tracking_uri()}") from None
+        raise TrackingError(f"no run with id '{run_id}' in {paths.shown_uri()}") from None
 
 
 def history(run_id: str, key: str) -> list[tuple[int, float]]:
@@ -143,7 +143,7 @@ def experiment_runs(name: str, filter_string: str = ""):
     c = client()
     exp = c.get_experiment_by_name(name)
     if exp is None:
-        raise TrackingError(f"no experiment named '{name}' in {paths.tracking_uri()}")
+        raise TrackingError(f"no experiment named '{name}' in {paths.shown_uri()}")
     return c.search_runs([exp.experiment_id], filter_string, max_results=5000)
 
 
@@ -196,7 +196,7 @@ class Tracker:
         try:
             c.get_run(run_id)
         except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
-            raise TrackingError(f"no run with id '{run_id}' in {paths.tracking_uri()}") from None
+            raise TrackingError(f"no run with id '{run_id}' in {paths.shown_uri()}") from None
         return cls(run_id, c)
 
     def mark_running(self) -> None:
@@ -292,7 +292,7 @@ class Tracker:
 
 
 def _write_failed(why: str) -> TrackingError:
-    return TrackingError(f"logging metrics to {paths.tracking_uri()} failed: {why}")
+    return TrackingError(f"logging metrics to {paths.shown_uri()} failed: {why}")
 
 
 class _Writer(threading.Thread):
@@ -349,7 +349,8 @@ class _ProcessWriter:
         self._start()
 
     def _start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", paths.tracking_uri(), self.run_id],
+        # The store's URI reaches it through the environment it inherits: argv would show a password.
+        self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", self.run_id],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                      **signals.child_options())
 

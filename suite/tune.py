@@ -34,7 +34,7 @@ from suite.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import Param, infer_direction
 from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
-                                open_storage, run_workers, safe_url, wait_for_parent)
+                                open_storage, run_workers, safe_url, wait_for_parent, worker_spec)
 from suite.tune_summary import finalize
 
 
@@ -159,7 +159,8 @@ def _create_parent(spec: StudySpec, cfg) -> str:
               "search_space": ";".join(f"{p.name}:{p.low:g}:{p.high:g}:{'log' if p.log else 'lin'}"
                                        for p in spec.params)}
     parent = Tracker.create(spec.recipe, f"study-{spec.study_name}", params, tags,
-                            {"study": spec.to_json(), "config": dataclasses.asdict(cfg)})
+                            {"study": json.loads(spec.to_json()) | {"storage": safe_url(spec.storage)},
+                             "config": dataclasses.asdict(cfg)})
     return parent.run_id
 
 
@@ -294,7 +295,7 @@ def tune(spec: StudySpec) -> dict:
         if spec.workers == 1:
             work(spec, 0, deadline)
         else:
-            run_workers("_tune-worker", [spec.to_json(), str(deadline or "")], spec.workers)
+            run_workers("_tune-worker", spec.to_json(), [str(deadline or "")], spec.workers)
     except (Stopped, signals.Interrupted) as e:
         signum = e.signum
         why = (f"stopped by {signals.name(signum)}: interrupted trials are queued again; rerun the same "
@@ -304,7 +305,7 @@ def tune(spec: StudySpec) -> dict:
     return finalize(study, spec, parent_id)
 
 
-def worker_main(spec_json: str, worker_id: str, deadline: str) -> int:
-    work(StudySpec.from_json(spec_json), int(worker_id), float(deadline) if deadline else None)
+def worker_main(worker_id: str, deadline: str) -> int:
+    work(StudySpec.from_json(worker_spec()), int(worker_id), float(deadline) if deadline else None)
     return 0
 

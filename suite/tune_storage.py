@@ -46,7 +46,8 @@ def open_storage(url: str):
         return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of many kinds
-        raise ConfigError(f"cannot open Optuna storage {safe_url(url)}: {str(e).splitlines()[0][:200]}") from None
+        why = redact(url, str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        raise ConfigError(f"cannot open Optuna storage {safe_url(url)}: {why}") from None
     finally:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -58,6 +59,24 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001
         return url.split("@")[-1]
+
+
+WORKER_SPEC = "SUITE_WORKER_SPEC"  # the environment variable that hands a worker its spec
+
+
+def worker_spec() -> str:
+    if WORKER_SPEC not in os.environ:
+        raise ConfigError(f"internal command: started by `suite tune` / `suite benchmark` with {WORKER_SPEC} set")
+    return os.environ[WORKER_SPEC]
+
+
+def redact(url: str, text: str) -> str:
+    """`text` with the URL's password masked (an error message that quotes a connection string)."""
+    try:
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: nothing it would have put in text
+        return text
+    return text.replace(str(password), "***") if password else text
 
 
 def wait_for_parent(study, rename: str, timeout: float = 120) -> str:
@@ -72,11 +91,14 @@ def wait_for_parent(study, rename: str, timeout: float = 120) -> str:
     return parent
 
 
-def run_workers(command: str, args: list[str], workers: int) -> None:
-    """`python -m suite COMMAND ARGS... i` for i < workers, waited for. Each leads its own process
-    group and gets SIGTERM if this process dies; a stop signal here is passed on to each once (each
-    then ends its trial with a checkpoint) and, once all have ended, raises Interrupted."""
-    procs = [subprocess.Popen([sys.executable, "-m", "suite", command, *args[:1], str(i), *args[1:]], cwd=os.getcwd(),
+def run_workers(command: str, spec_json: str, args: list[str], workers: int) -> None:
+    """`python -m suite COMMAND i ARGS...` for i < workers, waited for. The spec travels in the
+    environment (readable by its owner only), never in argv, where `ps` shows a storage password.
+    Each worker leads its own process group and gets SIGTERM if this process dies; a stop signal
+    here is passed on to each once (each then ends its trial with a checkpoint) and, once all have
+    ended, raises Interrupted."""
+    env = {**os.environ, WORKER_SPEC: spec_json}
+    procs = [subprocess.Popen([sys.executable, "-m", "suite", command, str(i), *args], cwd=os.getcwd(), env=env,
                               **signals.child_options(own_group=True)) for i in range(workers)]
 
     def forward(signum):

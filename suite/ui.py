@@ -3,6 +3,7 @@ told otherwise. With MLFLOW_TRACKING_URI pointing at a server, that server alrea
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -33,10 +34,11 @@ def serve(host: str = "127.0.0.1", port: int = 5000) -> int:
     if not port_free(host, port):
         raise ConfigError(f"port {port} on {host} is in use: pass --port N")
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it", flush=True)
+    cmd = [mlflow, "ui", "--host", host, "--port", str(port)]  # the store by environment: argv would show a password
+    print(f"MLflow UI on http://{host}:{port} (store {paths.shown_uri(uri)}); Ctrl-C stops it", flush=True)
     # The guard leads the server's process group and ends all of it with us, however we end.
-    proc = subprocess.Popen([sys.executable, "-m", "suite.guard", *cmd], **signals.child_options(own_group=True))
+    proc = subprocess.Popen([sys.executable, "-m", "suite.guard", *cmd], env={**os.environ, "MLFLOW_BACKEND_STORE_URI": uri},
+                            **signals.child_options(own_group=True))
     with signals.stoppable(on_signal=lambda signum: proc.send_signal(signal.SIGTERM)):
         code = proc.wait()
         signum = signals.requested()

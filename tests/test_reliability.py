@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,71 @@ def test_a_pickled_payload_in_a_checkpoint_is_refused_not_run(tmp_path, monkeypa
     with pytest.raises(CheckpointError, match="refused"):
         checkpoint.load(path)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_inception_weights_are_verified_by_their_full_hash_and_never_unpickled(tmp_path, monkeypatch):
+    """A planted pickle payload that passes the hash check (the expected hash patched to the
+    file's own) is refused without running; a file matching only the hash's first 8 digits,
+    the part in the official file name, is not taken for the official one."""
+    from evaluation import features
+    from suite.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SUITE_ALLOW_UNVERIFIED_INCEPTION", raising=False)
+    evil = tmp_path / features.INCEPTION_FILE
+    torch.save({"Conv2d_1a_3x3.conv.weight": Evil()}, evil)
+    digest = features.sha256(evil)
+    monkeypatch.setattr(features, "INCEPTION_SHA256", digest)
+    with pytest.raises(ConfigError, match="refused"):
+        features.get("inception", "celeba", inception_weights=str(evil))
+    assert not (tmp_path / "PWNED").exists()
+    monkeypatch.setattr(features, "INCEPTION_SHA256", digest[:8] + "0" * 56)
+    with pytest.raises(ConfigError, match="is not the FID Inception-v3 weights file"):
+        features.get("inception", "celeba", inception_weights=str(evil))
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_storage_password_is_never_stored_shown_or_passed_in_argv(tmp_path, suite_home):
+    """`tune --storage postgresql://user:PW@...` with two workers: no process argument, no file
+    under the store, no output line holds the password; an unreachable storage's error hides it."""
+    import uuid
+
+    from tests.servers import postgres, postgres_bin
+
+    secret = f"pw-{uuid.uuid4().hex[:12]}"
+    small = [*sets({"g_hidden": "8", "d_hidden": "8", "eval_n": 200, "n_sample": 50}), "--max-steps", "40"]
+    down = run_main("tune", "gan_ring8", "--trials", "1", *small, "--storage",
+                    f"postgresql+psycopg2://u:{secret}@127.0.0.1:{free_port()}/x")
+    assert_one_line_error(down, "cannot open Optuna storage")
+    assert secret not in down.stderr + down.stdout
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql): the reachable case needs it")
+    mark = uuid.uuid4().hex
+    with postgres(tmp_path) as url:
+        url = url.replace("postgres@", f"postgres:{secret}@")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_HOME": str(suite_home), "SUITE_TEST_MARK": mark}
+        proc = subprocess.Popen([sys.executable, "-m", "suite", "tune", "gan_ring8", "--trials", "2", "--workers", "2",
+                                 *small, "--storage", url], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        seen, typed = set(), (Path("/proc") / str(proc.pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        while proc.poll() is None:
+            for pid, argv in _marked_argv(mark):
+                seen.add(pid)
+                typed = argv if pid == proc.pid else typed
+                if argv != typed:  # what the user typed (and a fork's copy of it before its exec)
+                    assert secret not in argv, argv
+        out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert len(seen) >= 4  # coordinator, two workers, their metric writers: all were looked at
+    assert secret not in out + err
+    leaks = [p for p in suite_home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaks
+
+
+def _marked_argv(mark: str):
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and f"SUITE_TEST_MARK={mark}".encode() in (d / "environ").read_bytes():
+                yield int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue

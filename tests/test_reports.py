@@ -72,6 +72,11 @@ def test_single_run_report_is_logged_to_the_run_and_markdown_works(runs, tmp_pat
     pngs = list((tmp_path / "one_files").glob("*.png"))
     assert "## Training curves" in text.replace("### ", "## ") and len(pngs) >= 6
     assert all(p.name in text for p in pngs)
+    hostile = run_main("report", ids[1], "--format", "md", "-o", str(tmp_path / "evil.md"), env=env)
+    assert hostile.returncode == 0, hostile.stderr
+    text = (tmp_path / "evil.md").read_text()
+    assert EVIL not in text and "<script" not in text  # run name, title and tags escaped as in the HTML report
+    assert "## Run &lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
 @pytest.mark.slow  # a study, then headless Chromium
