@@ -325,6 +325,7 @@ class Session:
         self.last_values = {k: v for k, v in values.items() if k.startswith(self.trainer.progress_keys)}
         self.progress.show(self.last_values, rate)
         self.tracker.flush()
+        self.tracker.renew()
 
     def log_samples(self, step: int) -> None:
         t = self.trainer
@@ -481,6 +482,7 @@ def _train(req: RunRequest, evaluator_factory) -> str:
             evaluated = state.get("evaluated")
         except KeyError as e:  # a checkpoint missing a section
             raise CheckpointError(f"checkpoint of run {req.resume} lacks '{e.args[0]}'") from None
+        tracker.acquire()  # one run, one writer: a second resume of a run in training is refused
         tracker.mark_running()  # only now: a failed resume leaves the run as it was
     else:
         recipe_meta = registry.get(req.recipe)
@@ -492,6 +494,7 @@ def _train(req: RunRequest, evaluator_factory) -> str:
         params = {"recipe": p.recipe, "family": p.family, **flatten(dataclasses.asdict(cfg))}
         tracker = Tracker.create(req.experiment or p.recipe, run_name, params, {**_tags(p, recipe_meta), **req.extra_tags},
                                  p.resolved(), parent_run_id=req.parent_run_id)
+        tracker.acquire()
         skip, best = 0, {}
     session = None
     try:

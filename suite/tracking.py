@@ -26,6 +26,9 @@ from suite import paths, signals
 from suite.errors import TrackingError
 
 MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
+LEASE_TAG = "suite.writer"  # "HOST PID:START EXPIRES": who trains the run, until when
+LEASE_S = 120.0  # a writer on another host that stops renewing is taken for dead after this
+LEASE_SETTLE_S = 0.5
 # Artifact download bars would break the one-line-error contract and clutter logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # With a tracking server MLflow writes "View run ... at: URL" to stdout when a run ends, which
@@ -199,6 +202,58 @@ class Tracker:
             raise TrackingError(f"no run with id '{run_id}' in {paths.shown_uri()}") from None
         return cls(run_id, c)
 
+    # -- one run, one writer
+    def acquire(self) -> None:
+        """Take the run for this process: a lock file on this host (released by the kernel however
+        the process ends) and a lease in the run's tags, renewed while it trains, for writers on
+        other hosts sharing a tracking server. A run held by a live writer is refused in one line."""
+        import fcntl  # POSIX only, like the rest of the process handling
+
+        path = paths.run_dir(self.run_id) / ".writer.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(path, "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise TrackingError(f"run {self.run_id} is being trained by another process on this host; "
+                                "one run, one writer: wait for it to end (or stop it) before resuming") from None
+        if paths.tracking_uri().startswith("sqlite:"):
+            return  # a local file store: every writer is on this host, and the lock says it all
+        held = self.client.get_run(self.run_id).data.tags.get(LEASE_TAG, "")
+        host, _, rest = held.partition(" ")
+        until = float(rest.split()[-1]) if rest else 0.0
+        if host and host != platform.node() and until > time.time():
+            self.release()
+            raise TrackingError(f"run {self.run_id} is being trained on host {host} (its lease runs {until - time.time():.0f} s "
+                                "more); one run, one writer: resume it once that writer has ended")
+        self._lease_token = f"{platform.node()} {os.getpid()}:{time.time():.3f}"
+        self.renew(force=True)
+        time.sleep(LEASE_SETTLE_S)  # two hosts that wrote at once: the last write holds it
+        if not self.client.get_run(self.run_id).data.tags.get(LEASE_TAG, "").startswith(self._lease_token):
+            self.release()
+            raise TrackingError(f"run {self.run_id} was taken by another writer at the same moment; one run, one writer")
+
+    def renew(self, force: bool = False) -> None:
+        """Extend the lease (at most every LEASE_S / 4 seconds: one tag write)."""
+        token = getattr(self, "_lease_token", None)
+        now = time.time()
+        if token and (force or now - getattr(self, "_renewed", 0.0) > LEASE_S / 4):
+            self.client.set_tag(self.run_id, LEASE_TAG, f"{token} {now + LEASE_S:.0f}")
+            self._renewed = now
+
+    def release(self) -> None:
+        if getattr(self, "_lease_token", None):
+            try:
+                self.client.set_tag(self.run_id, LEASE_TAG, f"{self._lease_token} 0")
+            except Exception:  # noqa: BLE001 - the lease then simply expires
+                pass
+            self._lease_token = None
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()  # closing the file drops the flock
+            self._lock = None
+
     def mark_running(self) -> None:
         """Resumed: RUNNING again; how it stopped last time is kept as `suite.previous_stop`."""
         tags = self.client.get_run(self.run_id).data.tags
@@ -287,6 +342,7 @@ class Tracker:
         if reason:
             self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
         self.client.set_terminated(self.run_id, status=status)
+        self.release()
         if error is not None and asked == "FINISHED":
             raise error
 

@@ -429,3 +429,44 @@ def test_a_stopped_benchmark_requeues_its_cells_and_the_rerun_finishes_them(suit
     board = json.loads(again.stdout)
     assert not board["missing"]
     assert {r["n"] for r in board["rows"] if r["spec"] == "gan_ring8"} == {2}
+
+
+@pytest.mark.slow  # a training process killed during its final evaluation, then resumed
+def test_a_run_killed_during_its_final_evaluation_resumes_with_all_its_final_metrics(suite_home, mlflow_client,
+                                                                                   reference):
+    mark = uuid.uuid4().hex
+    proc = start(RUN_ARGS, suite_home, mark)
+    run_id = until(lambda: newest_run(mlflow_client, "dcgan_digits"), proc, what="the run")
+    until(lambda: _in_final_evaluation(mlflow_client, run_id), proc, what="the final evaluation")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert mlflow_client.get_run(run_id).info.status == "RUNNING"  # nobody could mark it
+    resumed = run_cli("run", "--resume", run_id, "--quiet", env={"SUITE_HOME": str(suite_home)})
+    assert resumed.returncode == 0, resumed.stderr
+    run = mlflow_client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    _, metrics_ref = reference
+    assert set(run.data.metrics) == set(metrics_ref)  # KID, precision/recall, memorization: all of them
+    for key in metrics_ref:
+        if not key.startswith(("perf/", "lr/")):
+            assert sorted(m.step for m in mlflow_client.get_metric_history(run_id, key)) == sorted(metrics_ref[key])
+
+
+@pytest.mark.slow  # three training processes on one run
+def test_two_resumes_of_one_run_at_once_one_is_refused(suite_home, mlflow_client):
+    args = ["run", "dcgan_digits", "--max-steps", "300", "--no-eval", *sets({**TINY_DC, "checkpoint_every": 20})]
+    mark = uuid.uuid4().hex
+    proc = start(args, suite_home, mark)
+    run_id = until(lambda: newest_run(mlflow_client, "dcgan_digits"), proc, what="the run")
+    until(lambda: last_step(mlflow_client, run_id) >= 50, proc, what="training")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    both = [start(["run", "--resume", run_id, "--quiet"], suite_home, mark) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in both]
+    codes = sorted(p.returncode for p in both)
+    assert codes[0] == 0 and codes[1] != 0, outs
+    refused = next(err for p, (_, err) in zip(both, outs) if p.returncode != 0)
+    assert refused.strip().startswith("error: ") and "one run, one writer" in refused and len(refused.splitlines()) == 1
+    assert mlflow_client.get_run(run_id).info.status == "FINISHED"
+    for key in ("loss/g", "loss/d"):
+        assert sorted(m.step for m in mlflow_client.get_metric_history(run_id, key)) == list(range(1, 301)), key
