@@ -25,7 +25,7 @@ from evaluation.evaluate import Context, Options
 from recipes import registry
 from reports import build
 from suite import benchmark, data, harness, summary, tune, tune_space, ui
-from suite.errors import ConfigError, SuiteError
+from suite.errors import ConfigError, SuiteError, disk_full
 from suite.evaluate_run import evaluate_run
 
 
@@ -322,5 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SuiteError as e:
         return _fail(str(e), e.exit_code)
+    except OSError as e:
+        if disk_full(e):
+            return _fail(f"the disk is full: {e.strerror or e} ({e.filename or 'writing'}); free space and run it again")
+        raise
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

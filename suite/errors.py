@@ -1,5 +1,7 @@
 """User-facing errors. The CLI catches `SuiteError` once and prints one line (exit 2)."""
 
+import errno
+
 
 class SuiteError(Exception):
     """Base class: the message is the single line the user sees."""
@@ -47,3 +49,22 @@ class Stopped(SuiteError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class DiskFull(SuiteError):
+    """No space left where a checkpoint, artifact or the store is written: the run is FAILED with
+    this reason, half-written files removed, resumable once space is freed."""
+
+
+def disk_full(e: BaseException) -> bool:
+    """Is this the file system running out of space (however the library wrapping the write says it)?"""
+    seen = set()
+    while e is not None and id(e) not in seen:  # torch.save reports a failed write as a RuntimeError on top of it
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e).lower()
+        if any(s in text for s in ("no space left on device", "database or disk is full", "disk quota exceeded")):
+            return True
+        e = e.__cause__ or e.__context__
+    return False

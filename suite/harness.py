@@ -30,7 +30,7 @@ from recipes import registry
 from recipes.base import BaseConfig, Trainer, flatten
 from suite import checkpoint, data, images, paths, signals
 from suite.data import DataInfo
-from suite.errors import CheckpointError, ConfigError, Stopped, StopRun, TrainingDiverged
+from suite.errors import CheckpointError, ConfigError, DiskFull, Stopped, StopRun, TrainingDiverged, disk_full
 from suite.progress import Progress
 from suite.tracking import Tracker
 
@@ -527,8 +527,17 @@ def _train(req: RunRequest, evaluator_factory) -> str:
         raise
     except BaseException as e:
         stream.close()
-        tracker.finish("FAILED", f"{type(e).__name__}: {e}")
-        raise
+        if not disk_full(e):
+            tracker.finish("FAILED", f"{type(e).__name__}: {e}")
+            raise
+        step = session.trainer.step if session is not None else 0
+        why = (f"the disk is full (at step {step}: {str(e).splitlines()[0][:160]}); free space, then resume with: "
+               f"python -m suite run --resume {tracker.run_id}")
+        try:
+            tracker.finish("FAILED", why)
+        except Exception:  # noqa: BLE001 - the store is on the full disk too: it stays RUNNING
+            why += " (the run could not be marked FAILED: the store is on the full disk)"
+        raise DiskFull(why) from None
     finally:
         if session is not None:
             session.progress.close()

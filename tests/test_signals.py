@@ -470,3 +470,44 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(suite_home, mlflow_client
     assert mlflow_client.get_run(run_id).info.status == "FINISHED"
     for key in ("loss/g", "loss/d"):
         assert sorted(m.step for m in mlflow_client.get_metric_history(run_id, key)) == list(range(1, 301)), key
+
+
+@pytest.mark.slow  # mounts a small tmpfs (root) and trains until it is full
+def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes_once_space_is_freed(suite_home, mlflow_client):
+    """The run folder (checkpoints) on a 2 MiB tmpfs that fills up while the run trains. One line
+    that says so, the run FAILED with the reason, no temporary file left, and a resume finishes
+    once the disk has room again."""
+    runs = suite_home / "runs"
+    runs.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(runs)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here ({mounted.stderr.decode().strip()[:80]}): needs root")
+    try:
+        proc = start(["run", "dcgan_digits", "--max-steps", "400", "--no-eval",
+                      *sets({**TINY_DC, "checkpoint_every": 1, "sample_every": 1000})], suite_home, uuid.uuid4().hex)
+        run_id = until(lambda: newest_run(mlflow_client, "dcgan_digits"), proc, what="the run")
+        until(lambda: last_step(mlflow_client, run_id) >= 20, proc, what="training")
+        filler = runs / "filler"
+        with open(filler, "wb", buffering=0) as f:  # something else fills the disk while the run trains
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err
+        proc.stderr = err
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert lines[-1].startswith("error: the disk is full") and "Traceback" not in proc.stderr
+        run_id = lines[-1].split("--resume ")[1].split()[0]
+        run = mlflow_client.get_run(run_id)
+        assert run.info.status == "FAILED" and "the disk is full" in run.data.tags["suite.failure_reason"]
+        assert not list(runs.rglob(".*tmp*"))  # no half-written checkpoint
+        filler.unlink()  # space freed
+        resumed = run_cli("run", "--resume", run_id, "--quiet", "--no-eval", env={"SUITE_HOME": str(suite_home)})
+        assert resumed.returncode == 0, resumed.stderr
+        assert mlflow_client.get_run(run_id).info.status == "FINISHED"
+        steps = sorted(m.step for m in mlflow_client.get_metric_history(run_id, "loss/g"))
+        assert steps == list(range(1, 401))
+    finally:
+        subprocess.run(["umount", "-l", str(runs)], capture_output=True)
