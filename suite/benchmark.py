@@ -33,7 +33,8 @@ from suite.errors import ConfigError, Stopped, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import LR_RANGE
 from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
-                                open_storage, run_workers, safe_url, wait_for_parent, worker_spec)
+                                mark_setup, open_storage, run_workers, safe_url, wait_for_parent,
+                                worker_spec)
 
 EXPERIMENT = "benchmarks"
 SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
@@ -176,17 +177,22 @@ def prepare(b: BenchmarkSpec):
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name, storage=storage)
         owner = False
-    if owner:
+    def setup() -> str:
         study.set_user_attr("benchmark", json.loads(b.to_json()) | {"storage": safe_url(b.storage)})
         queue(study, b)
         study.set_user_attr("mlflow_parent_run_id", _create_parent(b))
+        return study.user_attrs["mlflow_parent_run_id"]
+
+    if owner:
+        mark_setup(study)
+        setup()
         return study
+    parent = wait_for_parent(study, "--name", setup)
     saved = study.user_attrs.get("benchmark", {})
     for key in ("max_steps", "sets", "trials", "test"):  # reusing cells trained otherwise would mix protocols
         if key in saved and saved[key] != getattr(b, key):
             raise ConfigError(f"benchmark '{b.name}' exists with {key} = {saved[key]!r}, not {getattr(b, key)!r}; "
                               "use another --name")
-    parent = wait_for_parent(study, "--name")
     Tracker.attach(parent).mark_running()
     fail_stale(study)
     queue(study, b)

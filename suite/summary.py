@@ -74,9 +74,11 @@ def study_summary(summary: dict) -> list[str]:
         lines.append(f"  best: trial {summary['best_trial']} {_fmt(summary['best_value'])} with {params}")
         if "default_value" in summary:
             d, b = summary["default_value"], summary["best_value"]
-            gain = abs(d - b) / abs(d) if d else float("nan")
-            lines.append(f"  paper default: {_fmt(d)}; the best trial is {gain:.1%} "
-                         f"{'better' if b != d else 'the same'} (one seed each: confirm with "
+            if b == d:
+                verdict = "no trial beat it"
+            else:
+                verdict = f"the best trial is better by {abs(d - b):.4g}" + (f" ({abs(d - b) / abs(d):.1%})" if d else "")
+            lines.append(f"  paper default: {_fmt(d)}; {verdict} (one seed each: confirm with "
                          "`python -m suite benchmark` over several seeds)")
         else:
             lines.append("  paper default: not finished (its trial failed or was pruned)")

@@ -34,7 +34,8 @@ from suite.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import Param, infer_direction
 from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
-                                open_storage, run_workers, safe_url, wait_for_parent, worker_spec)
+                                joiner_seed, mark_setup, open_storage, run_workers, safe_url, wait_for_parent,
+                                worker_spec)
 from suite.tune_summary import finalize
 
 
@@ -56,6 +57,7 @@ class StudySpec:
     max_steps: int | None = None
     device: str = "cpu"
     data_root: str | None = None
+    seed_offset: int = 0  # sampler seed = seed + seed_offset + worker; a joining coordinator draws its own offset
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -131,14 +133,19 @@ def prepare_study(spec: StudySpec):
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler, pruner=pruner)
         owner = False
-    if owner:
+    def setup() -> str:
         for key, value in {"recipe": spec.recipe, "metric": spec.metric, "direction": spec.direction,
                            "params": [dataclasses.asdict(p) for p in spec.params]}.items():
             study.set_user_attr(key, value)
         queue_slots(study, spec, cfg)  # before the parent id appears: joiners wait for that
         study.set_user_attr("mlflow_parent_run_id", _create_parent(spec, cfg))
-        return study, study.user_attrs["mlflow_parent_run_id"]
-    parent_id = wait_for_parent(study, "--study-name")
+        return study.user_attrs["mlflow_parent_run_id"]
+
+    if owner:
+        mark_setup(study)
+        return study, setup()
+    spec.seed_offset = joiner_seed()  # a joining coordinator must not repeat the owner's draws
+    parent_id = wait_for_parent(study, "--study-name", setup)
     attrs = study.user_attrs
     if attrs.get("recipe") != spec.recipe or attrs.get("metric") != spec.metric:
         raise ConfigError(f"study '{spec.study_name}' belongs to recipe {attrs.get('recipe')} / metric "
@@ -268,7 +275,7 @@ def _work(spec: StudySpec, worker_id: int, deadline: float | None) -> None:
     """Claim and run queued trials until none is queued or running elsewhere (or time is up)."""
     if spec.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
-    study, _ = load_study(spec, seed_offset=worker_id)
+    study, _ = load_study(spec, seed_offset=spec.seed_offset + worker_id)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     while deadline is None or time.time() < deadline:
         _stop_between_trials("trials")

@@ -6,6 +6,8 @@ file to check.
 from __future__ import annotations
 
 import os
+import platform
+import secrets
 import subprocess
 import sys
 import threading
@@ -28,6 +30,8 @@ from suite.tracking import Tracker
 # A worker beats every HEARTBEAT_S seconds; after GRACE_S without a beat its trial is stale.
 HEARTBEAT_S = int(os.environ.get("SUITE_TUNE_HEARTBEAT", "5"))
 GRACE_S = int(os.environ.get("SUITE_TUNE_GRACE", "30"))
+SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "database is locked", "duplicate key value")
+SCHEMA_RACE_TRIES = 5
 
 
 def default_storage() -> str:
@@ -43,11 +47,19 @@ def open_storage(url: str):
         return JournalStorage(JournalFileBackend(url[len("journal://"):]))
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of many kinds
-        why = redact(url, str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
-        raise ConfigError(f"cannot open Optuna storage {safe_url(url)}: {why}") from None
+        for attempt in range(SCHEMA_RACE_TRIES):
+            try:
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+            except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of many kinds
+                text = str(e)
+                # Coordinators starting together on a new database race to create its tables: the
+                # losers see the winner's half-made schema, and the next try finds it complete.
+                if attempt + 1 < SCHEMA_RACE_TRIES and any(m in text for m in SCHEMA_RACE):
+                    time.sleep(0.5 + attempt)
+                    continue
+                why = redact(url, text.splitlines()[0][:200] if text else type(e).__name__)
+                raise ConfigError(f"cannot open Optuna storage {safe_url(url)}: {why}") from None
     finally:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -79,16 +91,55 @@ def redact(url: str, text: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
-def wait_for_parent(study, rename: str, timeout: float = 120) -> str:
-    """A joining coordinator waits for the study's owner to queue its trials and create the
-    MLflow parent run (the owner sets `mlflow_parent_run_id` last)."""
+SETUP_ATTR = "setup_by"  # {"host", "pid", "at"}: the coordinator setting a new study up
+ABSENT_SETUP_S = 5.0  # a study with no setup mark after this long was abandoned right after its creation
+
+
+def mark_setup(study) -> None:
+    """The creating coordinator says who sets the study up (first thing after creating it)."""
+    study.set_user_attr(SETUP_ATTR, {"host": platform.node(), "pid": os.getpid(), "at": time.time()})
+
+
+def _setup_abandoned(study, waited: float) -> bool:
+    mark = study.user_attrs.get(SETUP_ATTR)
+    if not mark:
+        return waited > ABSENT_SETUP_S
+    if mark.get("host") == platform.node():
+        try:
+            os.kill(int(mark["pid"]), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+    return time.time() - float(mark.get("at", 0)) > GRACE_S  # setting up takes seconds, not this long
+
+
+def wait_for_parent(study, rename: str, setup, timeout: float = 120) -> str:
+    """A joining coordinator waits for the study's owner to queue its trials and create the MLflow
+    parent run (the owner sets `mlflow_parent_run_id` last). An owner that died during the setup
+    (killed, host lost) left a half-created study: this coordinator takes the setup over and
+    finishes it, so the study name stays usable."""
     t0 = time.time()
     while not (parent := study.user_attrs.get("mlflow_parent_run_id")):
+        if _setup_abandoned(study, time.time() - t0):
+            mark_setup(study)
+            time.sleep(0.5)  # two repairers at once: the last mark wins, the other waits
+            if study.user_attrs.get(SETUP_ATTR, {}).get("pid") == os.getpid():
+                print(f"note: '{study.study_name}' was left half set up by a coordinator that died; finishing its setup",
+                      file=sys.stderr, flush=True)
+                return setup()
         if time.time() - t0 > timeout:
             raise ConfigError(f"'{study.study_name}' exists but its coordinator never created the MLflow parent run; "
                               f"use another {rename}")
         time.sleep(1)
     return parent
+
+
+def joiner_seed() -> int:
+    """A sampler seed offset for a coordinator joining a study another one created: its own draws,
+    not a repeat of the owner's (which use seed + worker)."""
+    return 1000 + secrets.randbelow(2**30)
 
 
 def run_workers(command: str, spec_json: str, args: list[str], workers: int) -> None:
@@ -148,40 +199,60 @@ def _compare_and_set_running(rdb, trial_id: int) -> bool:
         return conn.execute(stmt).rowcount == 1
 
 
+BEAT_ATTR = "suite_heartbeat"  # journal storages have no heartbeat of their own: a trial system attribute
+
+
 class Heartbeat:
-    """Records a trial's heartbeat every HEARTBEAT_S seconds while it runs (RDB storages)."""
+    """Records a trial's heartbeat every HEARTBEAT_S seconds while it runs: Optuna's own for RDB
+    storages, a system attribute of the trial for journal storages (which have none)."""
 
     def __init__(self, storage, trial_id: int):
         self.storage, self.trial_id = storage, trial_id
         self.stop = threading.Event()
-        self.thread = None
-        if hasattr(storage, "get_heartbeat_interval") and storage.get_heartbeat_interval() is not None:
-            self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.native = hasattr(storage, "get_heartbeat_interval") and storage.get_heartbeat_interval() is not None
+        self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self):
         while not self.stop.is_set():
             try:
-                self.storage.record_heartbeat(self.trial_id)
+                if self.native:
+                    self.storage.record_heartbeat(self.trial_id)
+                else:
+                    self.storage.set_trial_system_attr(self.trial_id, BEAT_ATTR, time.time())
             except Exception:  # noqa: BLE001 - a missed beat is retried next interval
                 pass
             self.stop.wait(HEARTBEAT_S)
 
     def __enter__(self):
-        if self.thread:
-            self.thread.start()
+        self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
-        if self.thread:
-            self.thread.join()
+        self.thread.join()
 
 
 def fail_stale(study) -> None:
-    """Trials whose worker stopped beating are failed; the retry callback queues them again."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    """Trials whose worker stopped beating are failed and queued again (RDB: Optuna's stale-trial
+    check and retry callback; journal: the same, from the trials' own heartbeat attribute)."""
+    storage = study._storage  # Study exposes no public handle; the journal case needs the storage
+    if hasattr(storage, "get_heartbeat_interval") and storage.get_heartbeat_interval() is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return
+    now = time.time()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        start = t.datetime_start.timestamp() if t.datetime_start else now  # journal: naive local time
+        beat = float(t.system_attrs.get(BEAT_ATTR, start))
+        if now - beat > GRACE_S:
+            try:
+                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another coordinator failed it first
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                RetryHeartbeatStaleTrialCallback(max_retry=3)(study, storage.get_trial(t._trial_id))
 
 
 def heartbeat(study, trial) -> Heartbeat:
