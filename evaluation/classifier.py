@@ -116,13 +116,17 @@ def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tup
         fp = _content_fingerprint(loaded)
     key = _key(name, fp)
     path = cache_path(name, key)
-    if path.exists():
-        state = checkpoint.load(path)
-        meta = state["meta"]
-        model = LeNet(meta["channels"], meta["size"], meta["n_classes"])
-        model.load_state_dict(state["model"])
-        meta["weights_hash"] = key
-        return model.eval(), meta
+    if (state := checkpoint.load_cache(path, ("model", "meta"))) is not None:
+        try:
+            meta = state["meta"]
+            model = LeNet(meta["channels"], meta["size"], meta["n_classes"])
+            model.load_state_dict(state["model"])
+            meta["weights_hash"] = key
+            return model.eval(), meta
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a cache of another network
+            print(f"note: cache file {path} is unusable ({str(e).splitlines()[0][:100]}); rebuilding it",
+                  file=sys.stderr, flush=True)
+            path.unlink(missing_ok=True)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     log(f"training the {name} domain classifier once (cached in {path.parent})")
     model, meta = train(name, loaded or data.load(name), log)

@@ -23,6 +23,7 @@ from evaluation.metrics import METRICS, SPREADS, flagged, interval_names, metric
 from evaluation.neighbours import kth_radius
 from evaluation.samples import check_samples, sample_format
 from suite import data, paths
+from suite.errors import DataError
 
 
 @dataclass
@@ -61,6 +62,16 @@ class Result:
         if any(k.endswith(SPREADS[1]) for k in self.metrics):
             tags["suite.ci_method"] = bootstrap.METHOD
         return tags
+
+
+# The fewest samples an evaluation takes: the Inception Score's splits need 2 samples each (with
+# one, a split's KL term is 0 and IS is exactly 1), precision/recall need k + 1 for their radii.
+MIN_SAMPLES = max(2 * DEFAULTS["isc_splits"], DEFAULTS["prdc_k"] + 1)
+
+
+def min_samples_reason() -> str:
+    return (f"an evaluation needs at least {MIN_SAMPLES} samples (Inception Score: {DEFAULTS['isc_splits']} splits "
+            f"of 2 or more; precision/recall: k = {DEFAULTS['prdc_k']} neighbours besides each sample; KID and FID: 2)")
 
 
 def kid_subset_size(n: int, n_ref: int) -> int:
@@ -170,6 +181,8 @@ class Context:
         precision/recall/density/coverage, the memorization checks and the figures."""
         samples = check_samples(samples, self.kind, self.shape)
         n = len(samples)
+        if n < MIN_SAMPLES:
+            raise DataError(f"got {n} samples: {min_samples_reason()}")
         names = self.names(n)
         out = self.extractor(samples)
         gen_f = out["features"]

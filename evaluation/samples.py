@@ -54,6 +54,9 @@ def check_samples(x: torch.Tensor, kind: str, shape: tuple[int, ...]) -> torch.T
         raise DataError(f"samples have {x.shape[1]} channels, the dataset's images have {shape[0]}")
     if min(x.shape[-2:]) < 4:
         raise DataError(f"samples are {x.shape[-2]}x{x.shape[-1]} pixels: too small to be images")
+    if x.shape[-2] != x.shape[-1]:  # resizing them to the dataset's square would squash them
+        raise DataError(f"samples are {x.shape[-2]}x{x.shape[-1]} pixels, the dataset's images are square "
+                        f"({shape[-2]}x{shape[-1]}): crop them to a square first")
     if x.min() < -1.001 or x.max() > 1.001:
         raise DataError(f"float samples must lie in [-1, 1]; got values in [{x.min():.3g}, {x.max():.3g}]")
     return x.clamp(-1, 1)
@@ -68,8 +71,11 @@ def load_samples(path: str | Path) -> torch.Tensor:
             raise DataError(f"no images in folder {path}")
         arrays = []
         for f in files:
-            with Image.open(f) as im:
-                arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB")))
+            try:
+                with Image.open(f) as im:
+                    arrays.append(np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB")))
+            except (OSError, SyntaxError, ValueError) as e:  # not an image, truncated, or a decoder's complaint
+                raise DataError(f"{f} is not a readable image ({str(e).splitlines()[0][:100]})") from None
         try:
             x = np.stack(arrays)
         except ValueError:

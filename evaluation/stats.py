@@ -57,8 +57,7 @@ def reference(name: str, size: int, split: str, extractor: Extractor, load, n: i
     real data; `load()` returns the dataset and is called only when the cache misses."""
     key = cache_key(name, split, extractor, n, size)
     path = paths.cache_dir("stats") / f"{name}-{split}-{extractor.name}-{key}.pt"
-    if path.exists():
-        ref = checkpoint.load(path)
+    if (ref := checkpoint.load_cache(path, ("features", "mu", "sigma", "n", "key"))) is not None:
         ref["cached"] = True
         return ref
     loaded = load()
@@ -76,8 +75,8 @@ def reference(name: str, size: int, split: str, extractor: Extractor, load, n: i
 
 def cached_distances(path, compute) -> torch.Tensor:
     """A baseline of distances, computed once and kept under `path` (whose name is its key)."""
-    if path.exists():
-        return checkpoint.load(path)["d"]
+    if (cached := checkpoint.load_cache(path, ("d",))) is not None:
+        return cached["d"]
     d = compute()
     checkpoint.save({"d": d}, path)
     return d

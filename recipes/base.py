@@ -121,6 +121,8 @@ def validate(cfg: BaseConfig) -> BaseConfig:
     for name in ("batch_size", "n_sample", "sample_every", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be >= 1")
+    if not 0 <= cfg.seed < 2**32:  # what every RNG of the run accepts (torch, NumPy, the data order)
+        raise ConfigError(f"invalid seed={cfg.seed}: must be an integer in [0, 2**32 - 1]")
     for name in ("max_steps", "eval_every", "eval_n", "num_workers", "image_size", "load_size", "train_subset"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be >= 0")

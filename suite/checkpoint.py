@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 
@@ -55,3 +56,21 @@ def refused_pickle(e: Exception) -> bool:
 
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
+
+
+def load_cache(path: Path, keys: tuple[str, ...] = ()) -> dict | None:
+    """A cache file (classifier, reference statistics), or None when it is absent or unusable:
+    a corrupt or foreign cache file is removed, said in one note, and rebuilt by the caller."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        obj = load(path)
+        if all(k in obj for k in keys):
+            return obj
+        why = f"lacks {', '.join(k for k in keys if k not in obj)}"
+    except CheckpointError as e:
+        why = str(e).replace(f"checkpoint {path} ", "").split(" (")[0]
+    print(f"note: cache file {path} is unusable ({why}); rebuilding it", file=sys.stderr, flush=True)
+    path.unlink(missing_ok=True)
+    return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,11 +22,11 @@ from pathlib import Path
 
 from evaluation import classifier, features, samples, seeds
 from evaluation.defaults import DEFAULTS
-from evaluation.evaluate import Context, Options
+from evaluation.evaluate import MIN_SAMPLES, Context, Options, min_samples_reason
 from recipes import registry
 from reports import build
-from suite import benchmark, data, harness, summary, tune, tune_space, ui
-from suite.errors import ConfigError, SuiteError, disk_full
+from suite import benchmark, data, harness, summary, tracking, tune, tune_space, ui
+from suite.errors import ConfigError, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 
 
@@ -90,6 +91,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n must be a positive number of samples, got {args.n}")
     if args.samples:
         if not args.dataset:
             raise ConfigError("--samples needs --dataset NAME (the reference data)")
@@ -100,19 +103,44 @@ def cmd_evaluate(args) -> int:
         if args.n:
             x = x[: args.n]
         samples.check_samples(x, kind, shape)  # before a feature network is built or trained
+        if len(x) < MIN_SAMPLES:
+            raise ConfigError(f"{args.samples} holds {len(x)} samples: {min_samples_reason()}")
         opts = Options(n=len(x), extractor=args.extractor, device=args.device, data_root=args.data_root,
                        inception_weights=args.inception_weights)
         result = Context.shared(args.dataset, opts).evaluate(x, full=True)
         if args.json:
-            print(json.dumps(result.to_json(), default=float))
+            print(dump_json(result.to_json()))
         else:
             _print_result(result)
         return 0
     if not args.run_id:
         raise ConfigError("evaluate needs a RUN_ID or --samples FILE --dataset NAME")
     out = evaluate_run(args.run_id, args.checkpoint, args.n, args.device)
-    print(json.dumps(out, indent=None if args.json else 2, default=float))
+    print(dump_json(out, indent=None if args.json else 2))
     return 0
+
+
+def dump_json(obj, indent: int | None = None) -> str:
+    """Valid JSON whatever the values: a non-finite number becomes null, and `non_finite` says
+    which ones and what they were (a metric that could not be computed from these samples)."""
+    bad: dict[str, str] = {}
+
+    def clean(v, where=""):
+        if isinstance(v, dict):
+            return {k: clean(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy / torch scalars
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            bad[where] = str(v)
+            return None
+        return v
+
+    out = clean(obj)
+    if bad and isinstance(out, dict):
+        out["non_finite"] = {k: f"{v}: not computable from these samples" for k, v in bad.items()}
+    return json.dumps(out, indent=indent, allow_nan=False, default=str)
 
 
 def _print_result(result) -> None:
@@ -143,7 +171,7 @@ def cmd_tune(args) -> int:
     result = tune.tune(spec)
     if not args.quiet:
         print("\n".join(summary.study_summary(result)), file=sys.stderr, flush=True)
-    print(json.dumps(result, default=str))
+    print(dump_json(result))
     return 0
 
 
@@ -325,6 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if disk_full(e):
             return _fail(f"the disk is full: {e.strerror or e} ({e.filename or 'writing'}); free space and run it again")
+        raise
+    except (MemoryError, RuntimeError) as e:
+        if (why := out_of_memory(e)) is not None:
+            return _fail(f"out of memory: {why}; lower image_size, n_sample, batch_size or eval_n")
+        if (line := tracking.store_error(e)) is not None:
+            return _fail(line)
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt store found mid-command: one line, not SQLAlchemy's page
+        if (line := tracking.store_error(e)) is not None:
+            return _fail(line)
         raise
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

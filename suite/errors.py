@@ -1,6 +1,7 @@
 """User-facing errors. The CLI catches `SuiteError` once and prints one line (exit 2)."""
 
 import errno
+import re
 
 
 class SuiteError(Exception):
@@ -68,3 +69,20 @@ def disk_full(e: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+class OutOfMemory(SuiteError):
+    """An allocation the configuration asks for cannot be made (image_size, n_sample, batch_size)."""
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """How much memory a failed allocation asked for, in words; None if `e` is something else."""
+    text = str(e)
+    if not (isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()):
+        return None
+    asked = re.search(r"tried to allocate ([\d.]+) ?([KMGT]i?B|bytes)", text)
+    if asked is None:
+        return "an allocation failed: not enough memory"
+    value, unit = float(asked.group(1)), asked.group(2)
+    scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+    return f"one allocation needs {value * scale.get(unit, 1) / 2**30:,.1f} GiB, more than this machine can give"

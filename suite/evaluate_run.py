@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from recipes import registry
+from evaluation.evaluate import MIN_SAMPLES, min_samples_reason
 from suite import harness
 from suite.errors import ConfigError
 from suite.tracking import Tracker
@@ -19,9 +19,11 @@ def evaluate_run(run_id: str, which: str = "best", n: int | None = None, device:
     """Evaluate a finished run's best or last checkpoint and log the result to that run."""
     if which not in ("best", "last"):
         raise ConfigError(f"--checkpoint must be best or last, got '{which}'")
+    if n is not None and n < MIN_SAMPLES:
+        raise ConfigError(f"--n {n}: {min_samples_reason()}")
     tracker = Tracker.attach(run_id)
-    saved = tracker.config()
-    cfg = registry.config_from_dict(saved["family"], saved["config"])
+    saved = harness.training_config(tracker)
+    cfg = harness.rebuild_config(saved)
     if n:
         cfg = dataclasses.replace(cfg, eval_n=n)
     p = harness.prepare(saved["recipe"], cfg, device)

@@ -24,13 +24,14 @@ from typing import Protocol
 import torch
 
 from evaluation import metrics
-from evaluation.evaluate import Result
+from evaluation.evaluate import MIN_SAMPLES, Result, min_samples_reason
 from evaluation.training import training_evaluator
 from recipes import registry
 from recipes.base import BaseConfig, Trainer, flatten
 from suite import checkpoint, data, images, paths, signals
 from suite.data import DataInfo
-from suite.errors import CheckpointError, ConfigError, DiskFull, Stopped, StopRun, TrainingDiverged, disk_full
+from suite.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, Stopped, StopRun, TrainingDiverged,
+                          disk_full, out_of_memory)
 from suite.progress import Progress
 from suite.tracking import Tracker
 
@@ -110,6 +111,8 @@ def resolve_config(recipe: str, overrides: dict, seed: int | None = None, max_st
 def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, download=False) -> Prepared:
     """Config + data + device, checked before anything is logged (a missing dataset makes no run)."""
     dev = resolve_device(device)
+    if cfg.eval_n and cfg.eval_n < MIN_SAMPLES:
+        raise ConfigError(f"invalid eval_n={cfg.eval_n}: {min_samples_reason()}")
     loaded = data.load(cfg.dataset, data_root=data_root, download=download, image_size=cfg.image_size,
                        load_size=cfg.load_size, flip=cfg.flip, subset=cfg.train_subset)
     if loaded.kind not in registry.FAMILIES[cfg.family][1].data_kinds:
@@ -128,6 +131,8 @@ def build_trainer(p: Prepared) -> Trainer:
     trainer = registry.FAMILIES[p.family][1](p.cfg, p.info, p.device)
     if trainer.kind == "translation":
         trainer.fixed_inputs = data.fixed_examples(p.loaded, p.cfg.n_sample)
+    else:
+        trainer.fixed_noise()  # now, before a run exists: an n_sample too large for memory fails here
     return trainer
 
 
@@ -434,6 +439,27 @@ def _tags(p: Prepared, recipe_meta) -> dict:
     }
 
 
+def training_config(tracker: Tracker) -> dict:
+    """A training run's saved config.json; anything else (a study's or benchmark's parent, a
+    classifier run, a hand-edited file) is refused in one line."""
+    saved = tracker.config()
+    ok = isinstance(saved, dict) and isinstance(saved.get("config"), dict) and saved.get("family") in registry.FAMILIES \
+        and isinstance(saved.get("recipe"), str)
+    if not ok:
+        tags = tracker.run().data.tags
+        kind = tags.get("suite.kind") or ("classifier" if "suite.classifier" in tags else "")
+        raise ConfigError(f"run {tracker.run_id} is not a training run of the suite"
+                          f"{f' (it is a {kind} run)' if kind else ''}: only training runs can be resumed or evaluated")
+    return saved
+
+
+def rebuild_config(saved: dict, values: dict | None = None) -> BaseConfig:
+    try:
+        return registry.config_from_dict(saved["family"], values if values is not None else saved["config"])
+    except (TypeError, ValueError) as e:  # a config.json edited by hand
+        raise ConfigError(f"the run's config.json does not hold a valid {saved['family']} config: {e}") from None
+
+
 def stored_checkpoint(tracker: Tracker, which: str, missing: str) -> dict:
     """checkpoints/<which>.pt of a run: the local copy, else the run's artifact."""
     local = paths.run_dir(tracker.run_id) / "checkpoints" / f"{which}.pt"
@@ -458,13 +484,13 @@ def _train(req: RunRequest, evaluator_factory) -> str:
     if req.resume:
         tracker = Tracker.attach(req.resume)
         try:
-            saved = tracker.config()
+            saved = training_config(tracker)
             if req.overrides:
                 raise ConfigError("--set cannot change a resumed run's config (only --max-steps can extend it)")
             values = dict(saved["config"])
             if req.max_steps is not None:
                 values["max_steps"] = req.max_steps
-            cfg = registry.config_from_dict(saved["family"], values)
+            cfg = rebuild_config(saved, values)
             p = prepare(saved["recipe"], cfg, req.device, req.data_root, req.download)
             state = stored_checkpoint(tracker, "last", "checkpoint to resume from (checkpoints/last.pt)")
             if state.get("format") != CHECKPOINT_FORMAT or state.get("family") != p.family:
@@ -527,6 +553,10 @@ def _train(req: RunRequest, evaluator_factory) -> str:
         raise
     except BaseException as e:
         stream.close()
+        if (why := out_of_memory(e)) is not None:
+            tracker.finish("FAILED", f"out of memory: {why}")
+            raise OutOfMemory(f"out of memory in run {tracker.run_id}: {why}; lower image_size, n_sample, "
+                              "batch_size or eval_n") from None
         if not disk_full(e):
             tracker.finish("FAILED", f"{type(e).__name__}: {e}")
             raise

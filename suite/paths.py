@@ -7,9 +7,27 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from suite.errors import ConfigError
+
 
 def home() -> Path:
-    return Path(os.environ.get("SUITE_HOME", "suite_runs")).resolve()
+    path = Path(os.environ.get("SUITE_HOME", "suite_runs")).resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"SUITE_HOME={path} is a file, not a folder: point SUITE_HOME at a folder")
+    return path
+
+
+def sqlite_uri(path: Path) -> str:
+    """An SQLite URL for `path`. '#', '%' and '?' cannot be carried: SQLAlchemy would cut or decode
+    the path there while MLflow creates folders from it undecoded, so the store would land elsewhere."""
+    if bad := sorted({c for c in str(path) if c in "#%?"}):
+        raise ConfigError(f"the store path {path} holds {' and '.join(repr(c) for c in bad)}, which an SQLite URL "
+                          "cannot carry: set SUITE_HOME (or --storage) to a folder without them")
+    return f"sqlite:///{path}"
+
+
+def sqlite_path(uri: str) -> Path:
+    return Path(uri[len("sqlite:///"):])
 
 
 def cache_dir(*parts: str) -> Path:
@@ -35,8 +53,9 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
+    uri = sqlite_uri(home() / "mlflow.db")  # refused before anything is created
     home().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home() / 'mlflow.db'}"
+    return uri
 
 
 def shown_uri(uri: str | None = None) -> str:

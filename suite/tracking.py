@@ -61,13 +61,44 @@ def check_reachable(uri: str) -> None:
         except Exception as e:  # noqa: BLE001 - any failure means unreachable
             raise TrackingError(f"tracking server {paths.shown_uri(uri)} is unreachable ({type(e).__name__})") from None
     elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).parent
+        db = paths.sqlite_path(uri)
+        folder = db.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise TrackingError(f"cannot create the tracking store folder {folder}: {e.strerror}") from None
         if not os.access(folder, os.W_OK):
             raise TrackingError(f"tracking store folder {folder} is not writable")
+        check_sqlite(db)
+
+
+def check_sqlite(db: Path) -> None:
+    """A store file that is not a whole SQLite database is refused before MLflow touches it."""
+    if not db.is_file() or db.stat().st_size == 0:
+        return  # MLflow creates it
+    import sqlite3  # only local stores need it
+
+    try:
+        with open(db, "rb") as f:
+            if f.read(16) != b"SQLite format 3\0":
+                raise sqlite3.DatabaseError("file is not a database")
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise TrackingError(f"the tracking store {db} is not a readable SQLite database ({e}): truncated or "
+                            "corrupt; restore it from a backup or set SUITE_HOME to another folder") from None
+
+
+def store_error(e: BaseException) -> str | None:
+    """The one line for a store that breaks mid-command (a corrupt page found by a query)."""
+    text = str(e)
+    for needle in ("database disk image is malformed", "file is not a database", "unable to open database file"):
+        if needle in text:
+            return f"the tracking store {paths.shown_uri()} is unreadable ({needle}): restore it or set SUITE_HOME elsewhere"
+    return None
 
 
 def git_commit() -> str:
@@ -274,7 +305,11 @@ class Tracker:
                 path = self.client.download_artifacts(self.run_id, "config.json", tmp)
             except Exception:  # noqa: BLE001
                 raise TrackingError(f"run {self.run_id} has no config.json: not a suite run") from None
-            return json.loads(Path(path).read_text())
+            try:
+                return json.loads(Path(path).read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise TrackingError(f"run {self.run_id}'s config.json is not valid JSON ({str(e)[:80]}): "
+                                    "it was changed after the run wrote it") from None
 
     def last_step(self, key: str) -> int:
         """Highest step logged for `key` (-1 if none): a resumed run does not log these again."""

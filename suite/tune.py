@@ -29,6 +29,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from evaluation import metrics
 from suite import harness, signals
 from suite.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.tracking import Tracker
@@ -37,6 +38,10 @@ from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_s
                                 joiner_seed, mark_setup, open_storage, run_workers, safe_url, wait_for_parent,
                                 worker_spec)
 from suite.tune_summary import finalize
+
+
+class ObjectiveMissing(ConfigError):
+    """The study's --metric is not among what the recipe's evaluations compute."""
 
 
 @dataclass
@@ -121,6 +126,9 @@ def prepare_study(spec: StudySpec):
         if evaluator is None:
             raise ConfigError(f"no evaluation metric is available for {spec.recipe} here; pass --metric")
         spec.metric = evaluator.primary
+    elif metrics.lookup(spec.metric) is None:
+        raise ConfigError(f"--metric {spec.metric}: not an evaluation metric (names are like fid10k_lenet_fashion_mnist_"
+                          f"train; families: {', '.join(sorted(metrics.METRICS))}); omit --metric for the recipe's primary")
     spec.direction = spec.direction or infer_direction(spec.metric)
     if spec.direction not in ("minimize", "maximize"):
         raise ConfigError(f"--direction must be minimize or maximize, got '{spec.direction}'")
@@ -206,8 +214,8 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
 
     def on_eval(step, metrics):
         if spec.metric not in metrics:
-            raise ConfigError(f"metric '{spec.metric}' is not computed for {spec.recipe}; "
-                              f"available: {', '.join(sorted(k for k in metrics if '/' not in k))}")
+            raise ObjectiveMissing(f"--metric {spec.metric} is not computed at the evaluations of {spec.recipe}; "
+                                   f"available: {', '.join(sorted(k for k in metrics if '/' not in k))}")
         value = metrics[spec.metric]
         seen.append(value)
         trial.report(value, step)
@@ -232,6 +240,10 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
             value = min(finite, key=lambda v: sign * v)  # the best checkpoint's value
         except Stopped as e:  # not the trial's fault: it goes back to the queue, uncounted
             requeue(study, trial, params, str(e))
+            raise
+        except ObjectiveMissing as e:  # no trial can succeed: the study stops here, in one line
+            trial.set_user_attr("reason", str(e)[:500])
+            study.tell(trial, state=TrialState.FAIL)
             raise
         except StopRun as e:
             state, reason = TrialState.PRUNED, str(e)
@@ -296,6 +308,8 @@ def tune(spec: StudySpec) -> dict:
     spec.study_name = spec.study_name or f"{spec.recipe}-tune"
     if spec.workers < 1 or spec.trials < 1:
         raise ConfigError("--workers and --trials must be >= 1")
+    if spec.timeout is not None and not spec.timeout > 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {spec.timeout:g}")
     study, parent_id = prepare_study(spec)
     deadline = time.time() + spec.timeout if spec.timeout else None
     try:
@@ -309,6 +323,9 @@ def tune(spec: StudySpec) -> dict:
                f"`suite tune {spec.recipe}` command (study '{spec.study_name}') to continue")
         Tracker.attach(parent_id).finish("KILLED", why)
         raise Stopped(why, signum) from None
+    except SuiteError as e:  # e.g. an objective no evaluation computes: every trial would fail
+        Tracker.attach(parent_id).finish("FAILED", str(e))
+        raise
     return finalize(study, spec, parent_id)
 
 

@@ -35,8 +35,9 @@ SCHEMA_RACE_TRIES = 5
 
 
 def default_storage() -> str:
+    uri = paths.sqlite_uri(paths.home() / "optuna.db")
     paths.home().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{paths.home() / 'optuna.db'}"
+    return uri
 
 
 def open_storage(url: str):
@@ -162,6 +163,10 @@ def run_workers(command: str, spec_json: str, args: list[str], workers: int) -> 
             for p in procs:
                 p.wait()
             signals.check()
+        # A worker killed by a signal (OOM) leaves a stale trial that others retry; one that exited
+        # with an error line (an objective no evaluation computes) ends the study with it.
+        if failed := [f"worker {i} exited {p.returncode}" for i, p in enumerate(procs) if p.returncode > 0]:
+            raise ConfigError(f"{'; '.join(failed)}: see its error line above")
     finally:
         for p in procs:  # only if this process is leaving by an error of its own
             if p.poll() is None:

@@ -8,6 +8,7 @@ The cases run in this process through `suite.cli.main`; those in SUBPROCESS run 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -40,11 +41,11 @@ def store(tmp_path_factory):
     home = tmp / "suite_home"
     env = {"SUITE_HOME": str(home), "HOME": str(tmp)}
     ids = {}
-    for name in ("kept", "victim"):
+    for name in ("kept", "victim", "garbled"):
         proc = run_main("run", "dcgan_digits", *TINY_RUN, "--no-eval", env=env)
         assert proc.returncode == 0, proc.stderr
         ids[name] = proc.stdout.split()[-1]
-    from suite import paths
+    from suite import paths, tracking
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SUITE_HOME", str(home))
@@ -52,14 +53,36 @@ def store(tmp_path_factory):
             path = paths.run_dir(ids["victim"]) / "checkpoints" / f"{which}.pt"
             if path.is_file():
                 path.write_bytes(path.read_bytes()[:1000])
+        config = Path(tracking.get_run(ids["garbled"]).info.artifact_uri.removeprefix("file://")) / "config.json"
+        config.write_text('{"recipe": "dcgan_digits", "family": ')  # edited by hand, cut short
+        # not training runs: a classifier's run and a study's parent, as the suite logs them
+        ids["classifier"] = tracking.Tracker.create("classifiers", "digits-0123", {"dataset": "digits"},
+                                                    {"suite.classifier": "digits"}, {"dataset": "digits"}).run_id
+        ids["study"] = tracking.Tracker.create("gan_ring8", "study-x", {"trials": 2}, {"suite.kind": "study"},
+                                               {"study": {"recipe": "gan_ring8"}, "config": {}}).run_id
+        for rid in (ids["classifier"], ids["study"]):
+            tracking.Tracker.attach(rid).finish("FINISHED")
     files = tmp / "files"
     files.mkdir()
+    corrupt = files / "corrupt_home"
+    corrupt.mkdir()
+    (corrupt / "mlflow.db").write_bytes((home / "mlflow.db").read_bytes()[:3000])  # truncated
+    from PIL import Image
+
+    for folder, size in (("notimage", (28, 28)), ("truncated", (28, 28)), ("oblong", (28, 40))):
+        (files / folder).mkdir()
+        for i in range(20):
+            Image.fromarray(np.full(size, 60 + i, np.uint8)).save(files / folder / f"{i:02d}.jpg")
+    (files / "notimage" / "20.png").write_text("this is not a picture")
+    jpeg = (files / "truncated" / "00.jpg").read_bytes()
+    (files / "truncated" / "00.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     np.save(files / "nan.npy", np.full((10, 28, 28), np.nan, np.float32))
     np.save(files / "shape.npy", np.zeros((10, 5), np.float32))
     np.save(files / "empty.npy", np.zeros((0, 28, 28), np.uint8))
     np.save(files / "range.npy", np.full((10, 28, 28), 3.0, np.float32))
     np.save(files / "rgb.npy", np.zeros((10, 3, 28, 28), np.float32))
-    np.save(files / "ok.npy", np.zeros((10, 28, 28), np.uint8))
+    np.save(files / "ok.npy", np.zeros((20, 28, 28), np.uint8))
+    np.save(files / "few.npy", np.zeros((10, 28, 28), np.uint8))
     torch.save({"samples": Evil()}, files / "evil.pt")
     torch.save({"x": torch.zeros(3)}, files / "inception.pth")  # right format, wrong weights
     (files / "empty_folder").mkdir()
@@ -68,8 +91,7 @@ def store(tmp_path_factory):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        yield {"home": home, "env": env, "kept": ids["kept"], "victim": ids["victim"], "files": files,
-               "busy": busy.getsockname()[1]}
+        yield {"home": home, "env": env, **ids, "files": files, "busy": busy.getsockname()[1]}
 
 
 def snapshot(home):
@@ -156,6 +178,37 @@ CASES = [
     # ui
     (["ui", "--port", "{busy}"], ["port {busy}", "in use"]),
     (["ui", "--port", "99999"], ["--port"]),
+    # issue 11: the store and SUITE_HOME
+    (["run", "dcgan_digits", "--max-steps", "1", "@SUITE_HOME={files}/corrupt_home"],
+     ["not a readable SQLite database"]),
+    (["report", "{kept}", "@SUITE_HOME={files}/corrupt_home"], ["not a readable SQLite database"]),
+    (["run", "dcgan_digits", "--max-steps", "1", "@SUITE_HOME={files}/a_file"], ["is a file, not a folder"]),
+    (["run", "dcgan_digits", "--max-steps", "1", "@SUITE_HOME={files}/odd#name%20"], ["cannot carry"]),
+    (["run", "--resume", "{garbled}"], ["config.json is not valid JSON"]),
+    (["evaluate", "{garbled}"], ["config.json is not valid JSON"]),
+    (["evaluate", "{classifier}"], ["not a training run", "classifier"]),
+    (["run", "--resume", "{study}"], ["not a training run", "study"]),
+    # numbers out of range
+    (["run", "dcgan_digits", "--seed", "100000000000000000000000"], ["invalid seed"]),
+    (["run", "dcgan_digits", "--seed", "18446744073709551615"], ["invalid seed"]),
+    (["run", "dcgan_digits", "--set", "eval_n=5"], ["eval_n=5", "at least 20 samples"]),
+    (["evaluate", "{kept}", "--n", "0"], ["--n must be a positive"]),
+    (["evaluate", "{kept}", "--n", "-5"], ["--n must be a positive"]),
+    (["evaluate", "{kept}", "--checkpoint", "last", "--n", "10"], ["at least 20 samples", "Inception Score"]),
+    (["evaluate", "--samples", "{files}/few.npy", "--dataset", "fashion_mnist"], ["10 samples", "at least 20"]),
+    (["run", "dcgan_digits", "--set", "image_size=65536", "--no-eval"], ["out of memory", "GiB"]),
+    (["run", "gan_ring8", "--set", "n_sample=10000000000", "--no-eval"], ["out of memory", "GiB"]),
+    # image folders
+    (["evaluate", "--samples", "{files}/notimage", "--dataset", "fashion_mnist"], ["20.png is not a readable image"]),
+    (["evaluate", "--samples", "{files}/truncated", "--dataset", "fashion_mnist"], ["00.jpg is not a readable image"]),
+    (["evaluate", "--samples", "{files}/oblong", "--dataset", "fashion_mnist"], ["28x40", "crop them to a square"]),
+    # tune
+    (["tune", "gan_ring8", "--trials", "1", "--max-steps", "20", "--metric", "fid_of_nothing", "--storage",
+      "sqlite:///{files}/t.db", *RING], ["not an evaluation metric"]),
+    (["tune", "gan_ring8", "--trials", "1", "--max-steps", "20", "--timeout", "0", "--storage",
+      "sqlite:///{files}/t.db"], ["--timeout must be a positive"]),
+    (["tune", "gan_ring8", "--trials", "1", "--max-steps", "20", "--timeout", "-3", "--storage",
+      "sqlite:///{files}/t.db"], ["--timeout must be a positive"]),
 ]
 
 
@@ -173,7 +226,7 @@ def case_id(case):
 def test_bad_input_is_one_line_and_leaves_the_store_alone(store, args, needles):
     if "cuda:0" in args and torch.cuda.is_available():
         pytest.skip("this machine has CUDA, so --device cuda is valid input here")
-    fill = {"files": store["files"], "kept": store["kept"], "victim": store["victim"], "busy": store["busy"],
+    fill = {**{k: store[k] for k in ("files", "kept", "victim", "garbled", "classifier", "study", "busy")},
             "free": free_port()}
     env = dict(store["env"])
     argv = []
@@ -300,3 +353,49 @@ def _marked_argv(mark: str):
                 yield int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
+
+
+def test_json_output_stays_valid_json_when_a_metric_is_not_finite():
+    from suite import cli
+
+    text = cli.dump_json({"metrics": {"fid": 1.5, "kid": float("nan"), "is": float("inf")}, "step": 3})
+    out = json.loads(text)  # the standard parser: NaN is not JSON
+    assert "NaN" not in text and "Infinity" not in text
+    assert out["metrics"] == {"fid": 1.5, "kid": None, "is": None} and out["step"] == 3
+    assert set(out["non_finite"]) == {"metrics.kid", "metrics.is"} and "nan" in out["non_finite"]["metrics.kid"]
+
+
+def test_a_corrupt_cache_file_is_rebuilt_and_never_called_a_checkpoint(tmp_path, capsys):
+    from evaluation import stats
+
+    path = tmp_path / "digits-heldout-nn-lenet-abc.pt"
+    path.write_bytes(b"garbage, not a torch file")
+    d = stats.cached_distances(path, lambda: torch.arange(4.0))
+    assert torch.equal(d, torch.arange(4.0))
+    err = capsys.readouterr().err
+    assert f"cache file {path} is unusable" in err and "rebuilding" in err and "checkpoint" not in err
+    assert torch.equal(stats.cached_distances(path, lambda: torch.zeros(4)), torch.arange(4.0))  # rebuilt, then used
+    torch.save({"other": torch.zeros(2)}, path)  # a readable file of the wrong kind
+    assert torch.equal(stats.cached_distances(path, lambda: torch.ones(4)), torch.ones(4))
+
+
+@pytest.mark.slow  # trains the digits classifier again
+def test_a_corrupt_classifier_cache_is_retrained(tmp_path, monkeypatch, capsys):
+    from evaluation import classifier
+    from suite import data
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SUITE_HOME", str(tmp_path / "home"))
+    _, meta = classifier.load_or_train("digits")
+    path = classifier.cache_path("digits", meta["weights_hash"])
+    for bad in (b"not a torch file", None):
+        if bad is None:
+            torch.save({"model": {"w": torch.zeros(1)}, "meta": {"channels": 1, "size": 8, "n_classes": 10}}, path)
+        else:
+            path.write_bytes(bad)
+        capsys.readouterr()
+        model, again = classifier.load_or_train("digits")
+        err = capsys.readouterr().err
+        assert "is unusable" in err and "rebuilding" in err and "checkpoint" not in err
+        assert again["test_accuracy"] > 0.85 and classifier.load_or_train("digits")[1]["weights_hash"] == again["weights_hash"]
+    assert data.get_spec("digits")

@@ -279,3 +279,23 @@ def test_two_coordinators_joining_one_study_sample_different_parameters(suite_ho
     trials = trials_of(storage, "join")
     drawn = [(t.params["lr_g"], t.params["lr_d"]) for t in trials if not t.user_attrs.get("paper_default")]
     assert len(drawn) == 5 and len(set(drawn)) == 5  # no coordinator repeats another's draws
+
+
+@pytest.mark.slow  # trains until the first evaluation
+def test_an_objective_no_evaluation_computes_ends_the_study_in_one_line(suite_home, tmp_path):
+    """A well-formed metric name of another protocol (here KID, measured only at the end): the
+    first evaluation says so, the study stops with exit 2 and its parent run FAILED."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    proc = run_main(*tune_args(storage, "nokid", 3, "--metric", "kid2k_points_ring8_train", steps=40),
+                    env=env_for(suite_home))
+    assert proc.returncode == 2
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "is not computed at the evaluations of gan_ring8" in lines[0] and "available:" in lines[0]
+    trials = trials_of(storage, "nokid")
+    assert sum(t.state == TrialState.FAIL for t in trials) == 1  # the first trial only; none trained after it
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{suite_home / 'mlflow.db'}")
+    parent = [r for r in client.search_runs([client.get_experiment_by_name("gan_ring8").experiment_id])
+              if r.data.tags.get("suite.kind") == "study"][0]
+    assert parent.info.status == "FAILED"
