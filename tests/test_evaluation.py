@@ -377,6 +377,7 @@ def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow  # builds the fashion references and the memorization baselines (~35 s)
 def test_evaluate_samples_json(tmp_path, suite_home, fashion):
     path = tmp_path / "s.npy"
     np.save(path, fashion.test.x[:2000, 0].add(1).mul(127.5).round().byte().numpy())  # N x H x W uint8

@@ -317,7 +317,8 @@ def test_a_storage_password_is_never_stored_shown_or_passed_in_argv(tmp_path, su
     from tests.servers import postgres, postgres_bin
 
     secret = f"pw-{uuid.uuid4().hex[:12]}"
-    small = [*sets({"g_hidden": "8", "d_hidden": "8", "eval_n": 200, "n_sample": 50}), "--max-steps", "40"]
+    small = [*sets({"g_hidden": "8", "d_hidden": "8", "eval_n": 200, "n_sample": 50, "eval_every": 10,
+                    "sample_every": 100}), "--max-steps", "10"]
     down = run_main("tune", "gan_ring8", "--trials", "1", *small, "--storage",
                     f"postgresql+psycopg2://u:{secret}@127.0.0.1:{free_port()}/x")
     assert_one_line_error(down, "cannot open Optuna storage")
@@ -328,7 +329,7 @@ def test_a_storage_password_is_never_stored_shown_or_passed_in_argv(tmp_path, su
     with postgres(tmp_path) as url:
         url = url.replace("postgres@", f"postgres:{secret}@")
         env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_HOME": str(suite_home), "SUITE_TEST_MARK": mark}
-        proc = subprocess.Popen([sys.executable, "-m", "suite", "tune", "gan_ring8", "--trials", "2", "--workers", "2",
+        proc = subprocess.Popen([sys.executable, "-m", "suite", "tune", "gan_ring8", "--trials", "1", "--workers", "2",
                                  *small, "--storage", url], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         seen, typed = set(), (Path("/proc") / str(proc.pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
