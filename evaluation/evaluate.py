@@ -19,7 +19,7 @@ import torch
 
 from evaluation import bootstrap, collapse, copies, features, fid, isc, kid, memorization, plots, prdc, stats
 from evaluation.defaults import DEFAULTS, PROTOCOL
-from evaluation.metrics import METRICS, SPREADS, flagged, interval_names, metric_name
+from evaluation.metrics import METRICS, SPREADS, clip, flagged, interval_names, metric_name
 from evaluation.neighbours import kth_radius
 from evaluation.samples import check_samples, sample_format
 from suite import data, paths
@@ -251,7 +251,7 @@ class Context:
             out[names["kid"]] = bootstrap.interval(values[names["kid"]], float(reps[0]), reps[1:])
         for key, reps in prdc_reps.items():
             out[names[key]] = bootstrap.interval(values[names[key]], values[names[key]], reps)
-        return {key: v for name, pair in out.items() for key, v in zip(interval_names(name), pair)}
+        return {key: v for name, pair in out.items() for key, v in zip(interval_names(name), clip(name, *pair))}
 
     def memorization(self, samples: torch.Tensor, gen_f: torch.Tensor, fid_value: float, n: int):
         if not self.has_test:
