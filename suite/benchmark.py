@@ -19,7 +19,6 @@ import json
 import math
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +31,8 @@ from suite import harness, signals, tracking
 from suite.errors import ConfigError, Stopped, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import LR_RANGE
-from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
-                                mark_setup, open_storage, run_workers, safe_url, wait_for_parent,
-                                worker_spec)
+from suite.tune_storage import (default_storage, drain_queue, fail_stale, heartbeat, mark_setup, open_storage,
+                                run_workers, safe_url, wait_for_parent, worker_spec)
 
 EXPERIMENT = "benchmarks"
 SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
@@ -280,18 +278,7 @@ def _work(b: BenchmarkSpec, worker_id: int) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // b.workers))
     study = optuna.load_study(study_name=f"benchmark-{b.name}", storage=open_storage(b.storage))
     parent_id = study.user_attrs["mlflow_parent_run_id"]
-    while True:
-        if signum := signals.requested():
-            raise Stopped(f"stopped by {signals.name(signum)} between cells", signum)
-        fail_stale(study)
-        close_killed_runs(study)
-        trial = claim(study)
-        if trial is not None:
-            run_cell(study, trial, b, parent_id)
-            continue
-        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            return
-        time.sleep(HEARTBEAT_S)
+    drain_queue(study, lambda trial: run_cell(study, trial, b, parent_id), what="cells")
 
 
 def worker_main(worker_id: str) -> int:

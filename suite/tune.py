@@ -34,9 +34,8 @@ from suite import harness, signals
 from suite.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import Param, infer_direction
-from suite.tune_storage import (HEARTBEAT_S, claim, close_killed_runs, default_storage, fail_stale, heartbeat,
-                                joiner_seed, mark_setup, open_storage, run_workers, safe_url, wait_for_parent,
-                                worker_spec)
+from suite.tune_storage import (default_storage, drain_queue, heartbeat, joiner_seed, mark_setup, open_storage,
+                                run_workers, safe_url, wait_for_parent, worker_spec)
 from suite.tune_summary import finalize
 
 
@@ -127,8 +126,9 @@ def prepare_study(spec: StudySpec):
             raise ConfigError(f"no evaluation metric is available for {spec.recipe} here; pass --metric")
         spec.metric = evaluator.primary
     elif metrics.lookup(spec.metric) is None:
-        raise ConfigError(f"--metric {spec.metric}: not an evaluation metric (names are like fid10k_lenet_fashion_mnist_"
-                          f"train; families: {', '.join(sorted(metrics.METRICS))}); omit --metric for the recipe's primary")
+        raise ConfigError(f"--metric {spec.metric}: not an evaluation metric (names are like "
+                          f"fid10k_lenet_fashion_mnist_train; families: {', '.join(sorted(metrics.METRICS))}); "
+                          "omit --metric for the recipe's primary")
     spec.direction = spec.direction or infer_direction(spec.metric)
     if spec.direction not in ("minimize", "maximize"):
         raise ConfigError(f"--direction must be minimize or maximize, got '{spec.direction}'")
@@ -273,11 +273,6 @@ def requeue(study, trial, params: dict, why: str) -> None:
     study.enqueue_trial(params, user_attrs={**attrs, "requeued_from": trial.number})
 
 
-def _stop_between_trials(what: str) -> None:
-    if signum := signals.requested():
-        raise Stopped(f"stopped by {signals.name(signum)} between {what}", signum)
-
-
 def work(spec: StudySpec, worker_id: int = 0, deadline: float | None = None) -> None:
     with signals.stoppable():
         _work(spec, worker_id, deadline)
@@ -289,18 +284,7 @@ def _work(spec: StudySpec, worker_id: int, deadline: float | None) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
     study, _ = load_study(spec, seed_offset=spec.seed_offset + worker_id)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
-    while deadline is None or time.time() < deadline:
-        _stop_between_trials("trials")
-        fail_stale(study)
-        close_killed_runs(study)
-        trial = claim(study)
-        if trial is not None:
-            run_trial(study, trial, spec, parent_id)
-            continue
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
-            return
-        time.sleep(HEARTBEAT_S)  # another worker's trial: wait for it to finish or go stale
+    drain_queue(study, lambda trial: run_trial(study, trial, spec, parent_id), deadline, "trials")
 
 
 def tune(spec: StudySpec) -> dict:

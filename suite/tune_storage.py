@@ -24,7 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from suite import paths, signals, tracking
-from suite.errors import ConfigError
+from suite.errors import ConfigError, Stopped
 from suite.tracking import Tracker
 
 # A worker beats every HEARTBEAT_S seconds; after GRACE_S without a beat its trial is stale.
@@ -263,6 +263,24 @@ def fail_stale(study) -> None:
 def heartbeat(study, trial) -> Heartbeat:
     """A heartbeat for one claimed trial (Study and Trial expose no public storage handle)."""
     return Heartbeat(study._storage, trial._trial_id)
+
+
+def drain_queue(study, run_one, deadline: float | None = None, what: str = "trials") -> None:
+    """Claim and run queued trials (`run_one(trial)`) until none is queued or running elsewhere,
+    time is up, or a stop signal asks this worker to end: what `suite tune` and `suite benchmark`
+    workers do."""
+    while deadline is None or time.time() < deadline:
+        if signum := signals.requested():
+            raise Stopped(f"stopped by {signals.name(signum)} between {what}", signum)
+        fail_stale(study)
+        close_killed_runs(study)
+        trial = claim(study)
+        if trial is not None:
+            run_one(trial)
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        time.sleep(HEARTBEAT_S)  # another worker's trial: wait for it to finish or go stale
 
 
 def close_killed_runs(study) -> None:
