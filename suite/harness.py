@@ -528,31 +528,29 @@ def _train(req: RunRequest, evaluator_factory) -> str:
             req.on_start(tracker)
         session = Session(p, trainer, stream, tracker, None, req.progress, skip, best, req.on_eval, evaluated)
         try:
-            if evaluator_factory and req.evaluate:
-                with isolated_rng(), signals.interruptible():  # building one may train a classifier
-                    session.evaluator = evaluator_factory(p)
-        except signals.Interrupted:
-            session.stop()  # before the first step: a checkpoint of the start, to resume from
-        session.run()
+            try:
+                if evaluator_factory and req.evaluate:
+                    with isolated_rng(), signals.interruptible():  # building one may train a classifier
+                        session.evaluator = evaluator_factory(p)
+            except signals.Interrupted:
+                session.stop()  # before the first step: a checkpoint of the start, to resume from
+            session.run()
+        finally:
+            stream.close()  # before the writer is told to end, however it ends: DataLoader workers hold its pipe
     except Stopped as e:
-        stream.close()
         tracker.set_tags({"suite.stop_signal": signals.name(e.signum), "suite.resume_command": session.resume_command()})
         tracker.finish("KILLED", str(e))
         raise
     except TrainingDiverged as e:
-        stream.close()
         tracker.finish("FAILED", str(e))
         raise
     except StopRun as e:
-        stream.close()
         tracker.finish("KILLED", str(e))
         raise
     except KeyboardInterrupt:
-        stream.close()
         tracker.finish("KILLED", "interrupted (KeyboardInterrupt)")
         raise
     except BaseException as e:
-        stream.close()
         if (why := out_of_memory(e)) is not None:
             tracker.finish("FAILED", f"out of memory: {why}")
             raise OutOfMemory(f"out of memory in run {tracker.run_id}: {why}; lower image_size, n_sample, "
@@ -571,6 +569,5 @@ def _train(req: RunRequest, evaluator_factory) -> str:
     finally:
         if session is not None:
             session.progress.close()
-    stream.close()  # before the writer is told to end: DataLoader workers hold its pipe open
     tracker.finish("FINISHED")
     return tracker.run_id
