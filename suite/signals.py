@@ -99,11 +99,6 @@ def stoppable(on_signal=None):
             _state["signum"], _state["at"] = None, 0.0
 
 
-def reset() -> None:
-    """Forget a handled stop (a process that goes on after one, e.g. a test)."""
-    _state["signum"], _state["at"] = None, 0.0
-
-
 @contextmanager
 def interruptible():
     """Work that can be dropped and redone (an evaluation): a stop signal raises Interrupted

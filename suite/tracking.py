@@ -72,10 +72,13 @@ def check_reachable(uri: str) -> None:
         check_sqlite(db)
 
 
+_checked: set[Path] = set()  # store files found whole in this process (client() runs per read)
+
+
 def check_sqlite(db: Path) -> None:
     """A store file that is not a whole SQLite database is refused before MLflow touches it."""
-    if not db.is_file() or db.stat().st_size == 0:
-        return  # MLflow creates it
+    if db in _checked or not db.is_file() or db.stat().st_size == 0:
+        return  # checked already, or MLflow creates it
     import sqlite3  # only local stores need it
 
     try:
@@ -90,6 +93,7 @@ def check_sqlite(db: Path) -> None:
     except sqlite3.Error as e:
         raise TrackingError(f"the tracking store {db} is not a readable SQLite database ({e}): truncated or "
                             "corrupt; restore it from a backup or set SUITE_HOME to another folder") from None
+    _checked.add(db)
 
 
 def store_error(e: BaseException) -> str | None:
@@ -204,6 +208,9 @@ class Tracker:
         self.run_id = run_id
         self._buffer: list = []
         self._writer: _Writer | None = None
+        self._lock = None  # the open lock file while this process trains the run
+        self._lease_token: str | None = None  # "HOST PID:START" while it holds the lease
+        self._renewed = 0.0
 
     # -- creation
     @classmethod
@@ -268,20 +275,19 @@ class Tracker:
 
     def renew(self, force: bool = False) -> None:
         """Extend the lease (at most every LEASE_S / 4 seconds: one tag write)."""
-        token = getattr(self, "_lease_token", None)
         now = time.time()
-        if token and (force or now - getattr(self, "_renewed", 0.0) > LEASE_S / 4):
-            self.client.set_tag(self.run_id, LEASE_TAG, f"{token} {now + LEASE_S:.0f}")
+        if self._lease_token and (force or now - self._renewed > LEASE_S / 4):
+            self.client.set_tag(self.run_id, LEASE_TAG, f"{self._lease_token} {now + LEASE_S:.0f}")
             self._renewed = now
 
     def release(self) -> None:
-        if getattr(self, "_lease_token", None):
+        if self._lease_token:
             try:
                 self.client.set_tag(self.run_id, LEASE_TAG, f"{self._lease_token} 0")
             except Exception:  # noqa: BLE001 - the lease then simply expires
                 pass
             self._lease_token = None
-        if getattr(self, "_lock", None) is not None:
+        if self._lock is not None:
             self._lock.close()  # closing the file drops the flock
             self._lock = None
 
@@ -463,7 +469,7 @@ class _ProcessWriter:
 
     def drain(self) -> None:
         reply = self._drain_once()
-        if reply.startswith("the metric writer process exited"):
+        if self.proc.poll() is not None:  # it died (its reply says how)
             self._start()  # a new writer gets everything not yet acknowledged (a batch stored twice
             for line in self.unacked:  # by a writer that died mid-drain is the rare price)
                 try:
