@@ -32,7 +32,7 @@ from suite.errors import ConfigError, Stopped, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import LR_RANGE
 from suite.tune_storage import (default_storage, drain_queue, fail_stale, heartbeat, mark_setup, open_storage,
-                                run_workers, safe_url, wait_for_parent, worker_spec)
+                                requeue, run_workers, safe_url, stopped, wait_for_parent, worker_spec)
 
 EXPERIMENT = "benchmarks"
 SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws the same ones)
@@ -251,9 +251,7 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
         try:
             harness.train(req)
         except Stopped as e:  # not the cell's fault: queued again, trained from the start by the next worker
-            trial.set_user_attr("interrupted", str(e)[:500])
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial({}, user_attrs={k: c[k] for k in ("spec", "seed", "search") if k in c})
+            requeue(study, trial, {}, ("spec", "seed", "search"), str(e))
             raise
         except (Exception, SuiteError) as e:  # noqa: BLE001 - a failed cell must not end the benchmark
             state, reason = TrialState.FAIL, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
@@ -501,8 +499,6 @@ def benchmark(b: BenchmarkSpec) -> dict:
         else:
             run_workers("_bench-worker", b.to_json(), [], b.workers)
     except (Stopped, signals.Interrupted) as e:
-        why = (f"stopped by {signals.name(e.signum)}: interrupted cells are queued again; rerun the same "
-               f"`suite benchmark` command (--name {b.name}) to continue")
-        Tracker.attach(study.user_attrs["mlflow_parent_run_id"]).finish("KILLED", why)
-        raise Stopped(why, e.signum) from None
+        raise stopped(study.user_attrs["mlflow_parent_run_id"], e.signum, "cells", "suite benchmark",
+                      f"--name {b.name}") from None
     return finalize(study, b)

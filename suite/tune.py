@@ -35,7 +35,7 @@ from suite.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.tracking import Tracker
 from suite.tune_space import Param, infer_direction
 from suite.tune_storage import (default_storage, drain_queue, heartbeat, joiner_seed, mark_setup, open_storage,
-                                run_workers, safe_url, wait_for_parent, worker_spec)
+                                requeue, run_workers, safe_url, stopped, wait_for_parent, worker_spec)
 from suite.tune_summary import finalize
 
 
@@ -239,7 +239,7 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
                 raise ConfigError(f"trial produced no finite value of {spec.metric}")
             value = min(finite, key=lambda v: sign * v)  # the best checkpoint's value
         except Stopped as e:  # not the trial's fault: it goes back to the queue, uncounted
-            requeue(study, trial, params, str(e))
+            requeue(study, trial, params, ("slot", "paper_default"), str(e))
             raise
         except ObjectiveMissing as e:  # no trial can succeed: the study stops here, in one line
             trial.set_user_attr("reason", str(e)[:500])
@@ -262,15 +262,6 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
         run["tracker"].set_tags(tags)
     label = f"trial {trial.number} (slot {trial.user_attrs.get('slot')}) {state.name.lower()}"
     print(f"{label}: {params} -> {value if value is not None else reason}", file=sys.stderr, flush=True)
-
-
-def requeue(study, trial, params: dict, why: str) -> None:
-    """A trial stopped by a signal: failed as `interrupted` (not counted) and queued again with its
-    slot and parameters, so the next worker trains it from the start."""
-    trial.set_user_attr("interrupted", why[:500])
-    study.tell(trial, state=TrialState.FAIL)
-    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("slot", "paper_default")}
-    study.enqueue_trial(params, user_attrs={**attrs, "requeued_from": trial.number})
 
 
 def work(spec: StudySpec, worker_id: int = 0, deadline: float | None = None) -> None:
@@ -302,11 +293,8 @@ def tune(spec: StudySpec) -> dict:
         else:
             run_workers("_tune-worker", spec.to_json(), [str(deadline or "")], spec.workers)
     except (Stopped, signals.Interrupted) as e:
-        signum = e.signum
-        why = (f"stopped by {signals.name(signum)}: interrupted trials are queued again; rerun the same "
-               f"`suite tune {spec.recipe}` command (study '{spec.study_name}') to continue")
-        Tracker.attach(parent_id).finish("KILLED", why)
-        raise Stopped(why, signum) from None
+        raise stopped(parent_id, e.signum, "trials", f"suite tune {spec.recipe}",
+                      f"study '{spec.study_name}'") from None
     except SuiteError as e:  # e.g. an objective no evaluation computes: every trial would fail
         Tracker.attach(parent_id).finish("FAILED", str(e))
         raise

@@ -283,6 +283,23 @@ def drain_queue(study, run_one, deadline: float | None = None, what: str = "tria
         time.sleep(HEARTBEAT_S)  # another worker's trial: wait for it to finish or go stale
 
 
+def requeue(study, trial, params: dict, keep: tuple[str, ...], why: str) -> None:
+    """A trial stopped by a signal: failed as `interrupted` (not counted) and queued again with its
+    parameters and the user attributes named in `keep`, so the next worker trains it from the start."""
+    trial.set_user_attr("interrupted", why[:500])
+    study.tell(trial, state=TrialState.FAIL)
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in keep}
+    study.enqueue_trial(params, user_attrs={**attrs, "requeued_from": trial.number})
+
+
+def stopped(parent_id: str, signum: int, what: str, command: str, which: str) -> Stopped:
+    """A coordinator's end after a stop signal: its parent run KILLED, saying how to continue."""
+    why = (f"stopped by {signals.name(signum)}: interrupted {what} are queued again; rerun the same "
+           f"`{command}` command ({which}) to continue")
+    Tracker.attach(parent_id).finish("KILLED", why)
+    return Stopped(why, signum)
+
+
 def close_killed_runs(study) -> None:
     """A trial whose worker died (failed as stale) leaves its MLflow run RUNNING: end it as
     KILLED, saying so, before the trial trains again in a new run."""
