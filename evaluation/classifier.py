@@ -18,8 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from suite import checkpoint, data, paths, tracking
-from suite.errors import ConfigError
+from suite import data
+from suite.core import checkpoint, paths, tracking
+from suite.core.errors import ConfigError
 
 ARCH = "lenet-bn-w16-v1"
 TRAIN = {"epochs": 3, "batch_size": 128, "lr": 1e-3, "seed": 0, "weight_decay": 5e-4}

@@ -22,8 +22,9 @@ from evaluation.defaults import DEFAULTS, PROTOCOL
 from evaluation.metrics import METRICS, SPREADS, clip, flagged, interval_names, metric_name
 from evaluation.neighbours import kth_radius
 from evaluation.samples import check_samples, sample_format
-from suite import data, paths
-from suite.errors import DataError
+from suite import data
+from suite.core import paths
+from suite.core.errors import DataError
 
 
 @dataclass

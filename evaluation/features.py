@@ -23,8 +23,9 @@ import torch
 from torch.nn import functional as F
 
 from evaluation import classifier
-from suite import checkpoint, data, paths
-from suite.errors import ConfigError, DataError
+from suite import data
+from suite.core import checkpoint, paths
+from suite.core.errors import ConfigError, DataError
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"

@@ -9,7 +9,7 @@ import torch
 
 from evaluation import features
 from evaluation.defaults import DEFAULTS
-from suite import images
+from suite.core import images
 
 
 def nn_figure(samples: torch.Tensor, train: torch.Tensor, idx: torch.Tensor, size: int, rows: int = 8,

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from suite import checkpoint, data
-from suite.errors import DataError
+from suite import data
+from suite.core import checkpoint
+from suite.core.errors import DataError
 
 
 def sample_format(dataset: str) -> tuple[str, str, tuple[int, ...]]:

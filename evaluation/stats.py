@@ -17,7 +17,8 @@ from evaluation import fid
 from evaluation.defaults import PROTOCOL
 from evaluation.features import Extractor
 from evaluation.neighbours import knn
-from suite import checkpoint, data, paths
+from suite import data
+from suite.core import checkpoint, paths
 
 
 def split_source(loaded: data.Loaded, split: str):

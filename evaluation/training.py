@@ -15,8 +15,9 @@ from evaluation.defaults import DEFAULTS
 from evaluation.evaluate import Context, Options, Result
 from evaluation.metrics import metric_name
 from evaluation.samples import sample_format
-from suite import data, images
-from suite.errors import ConfigError
+from suite import data
+from suite.core import images
+from suite.core.errors import ConfigError
 
 
 class TrainingEvaluator:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from suite.data import DataInfo
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from recipes.base import BaseConfig, BCEGANMixin, Trainer
 from suite.data import DataInfo
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 @dataclass

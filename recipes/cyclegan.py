@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from recipes.base import BaseConfig, Trainer, init_normal_, make_optimizer, sampling, set_requires_grad
 from suite.data import DataInfo
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 @dataclass

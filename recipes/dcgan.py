@@ -20,7 +20,7 @@ from torch import nn
 
 from recipes.base import BaseConfig, BCEGANMixin, Trainer, init_normal_
 from suite.data import DataInfo
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 @dataclass

@@ -19,7 +19,7 @@ from torch import nn
 
 from recipes.base import BaseConfig, BCEGANMixin, Trainer
 from suite.data import DataInfo
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 @dataclass

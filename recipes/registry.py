@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from recipes import cnn_gan, cyclegan, dcgan, gan, wgan
 from recipes.base import BaseConfig, Trainer, apply_overrides, validate
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 FAMILIES: dict[str, tuple[type[BaseConfig], type[Trainer]]] = {
     "gan": (gan.Config, gan.GANTrainer),

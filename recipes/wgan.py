@@ -22,7 +22,7 @@ import torch
 from recipes.base import BaseConfig, Trainer, make_optimizer, set_requires_grad
 from recipes.dcgan import build_networks, check_dcgan_sizes
 from suite.data import DataInfo
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 @dataclass

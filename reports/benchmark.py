@@ -15,8 +15,8 @@ from evaluation import metrics, seeds
 from reports import figures
 from reports.document import Document, Section, Table, Text
 from reports.sources import artifact_png, json_artifact, png
-from suite import tracking
-from suite.errors import ConfigError
+from suite.core import tracking
+from suite.core.errors import ConfigError
 
 
 def benchmark_parent(name: str):

@@ -18,8 +18,8 @@ from reports.compare import comparison
 from reports.document import Document, to_html, to_markdown
 from reports.run import run_sections
 from reports.study import report_study
-from suite import tracking
-from suite.errors import ConfigError
+from suite.core import tracking
+from suite.core.errors import ConfigError
 
 def report_runs(run_ids: list[str], latent_figures: bool = True) -> Document:
     runs = [tracking.get_run(r) for r in run_ids]

@@ -7,7 +7,7 @@ from evaluation import metrics
 from reports import figures
 from reports.document import Section, Table
 from reports.sources import png, rows
-from suite import tracking
+from suite.core import tracking
 
 
 def _short_number(value):

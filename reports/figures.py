@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from suite.images import pyplot, render
+from suite.core.images import pyplot, render
 
 Series = list[tuple[int, float]]  # (step, value)
 

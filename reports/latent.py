@@ -10,7 +10,8 @@ import torch
 
 from recipes import registry
 from recipes.base import sampling
-from suite import data, images
+from suite import data
+from suite.core import images
 
 
 def load_generator(gen_ckpt: dict):

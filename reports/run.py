@@ -14,7 +14,8 @@ from recipes.base import Trainer
 from reports import figures, latent
 from reports.document import Section, Table, Text
 from reports.sources import artifact_png, json_artifact, png
-from suite import checkpoint, data, tracking
+from suite import data
+from suite.core import checkpoint, tracking
 
 
 def _eval_keys(run) -> list[str]:

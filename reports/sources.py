@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reports.document import Image
-from suite import tracking
+from suite.core import tracking
 
 
 def png(array: np.ndarray, caption: str, alt: str = "") -> Image:

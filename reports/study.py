@@ -14,8 +14,8 @@ from reports import figures
 from reports.compare import comparison
 from reports.document import Document, Section, Table, Text
 from reports.sources import artifact_png, json_artifact, png, rows
-from suite import tracking
-from suite.errors import ConfigError
+from suite.core import tracking
+from suite.core.errors import ConfigError
 
 
 def study_parent(name: str):

@@ -27,11 +27,12 @@ import torch
 from optuna.trial import TrialState
 
 from evaluation import metrics, seeds
-from suite import harness, signals, tracking
-from suite.errors import ConfigError, Stopped, SuiteError
-from suite.tracking import Tracker
-from suite.tune_space import LR_RANGE
-from suite.tune_storage import (default_storage, drain_queue, fail_stale, heartbeat, mark_setup, open_storage,
+from suite import harness
+from suite.core import signals, tracking
+from suite.core.errors import ConfigError, Stopped, SuiteError
+from suite.core.tracking import Tracker
+from suite.tune.space import LR_RANGE
+from suite.tune.storage import (default_storage, drain_queue, fail_stale, heartbeat, mark_setup, open_storage,
                                 requeue, run_workers, safe_url, stopped, wait_for_parent, worker_spec)
 
 EXPERIMENT = "benchmarks"

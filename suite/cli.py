@@ -25,8 +25,12 @@ from evaluation.defaults import DEFAULTS
 from evaluation.evaluate import MIN_SAMPLES, Context, Options, min_samples_reason
 from recipes import registry
 from reports import build
-from suite import benchmark, data, harness, summary, tracking, tune, tune_space, ui
-from suite.errors import ConfigError, SuiteError, disk_full, out_of_memory
+from suite import benchmark, data, harness, summary, ui
+from suite.core import tracking
+from suite.tune import space as tune_space
+from suite.tune import spec as tune_spec
+from suite.tune import study as tune
+from suite.core.errors import ConfigError, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 
 
@@ -163,7 +167,7 @@ def cmd_train_classifier(args) -> int:
 def cmd_tune(args) -> int:
     overrides = parse_sets(args.set)
     cfg = harness.resolve_config(args.recipe, overrides, max_steps=args.max_steps)
-    spec = tune.StudySpec(
+    spec = tune_spec.StudySpec(
         recipe=args.recipe, trials=args.trials, timeout=args.timeout, params=tune_space.parse_space(args.params, cfg),
         metric=args.metric, direction=args.direction, storage=args.storage, study_name=args.study_name,
         workers=args.workers, pruner=args.pruner, sampler=args.sampler, seed=args.seed, overrides=overrides,
@@ -272,7 +276,7 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs")
     s.add_argument("recipe")
-    trials = tune.StudySpec.trials
+    trials = tune_spec.StudySpec.trials
     s.add_argument("--trials", type=int, default=trials, help=f"trial slots in the study (default {trials})")
     s.add_argument("--timeout", type=float, help="stop claiming new trials after S seconds")
     s.add_argument("--params", help="lr_g,lr_d (default) or name:low:high[:log|:lin],...")
@@ -281,8 +285,8 @@ def build_parser() -> Parser:
     s.add_argument("--storage", help="Optuna storage URL: sqlite:///f.db, postgresql://..., journal:///f.log")
     s.add_argument("--study-name", help="default RECIPE-tune; an existing study is resumed/joined")
     s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    s.add_argument("--pruner", default=tune.StudySpec.pruner, choices=list(tune.PRUNERS))
-    s.add_argument("--sampler", default=tune.StudySpec.sampler, choices=list(tune.SAMPLERS))
+    s.add_argument("--pruner", default=tune_spec.StudySpec.pruner, choices=list(tune_spec.PRUNERS))
+    s.add_argument("--sampler", default=tune_spec.StudySpec.sampler, choices=list(tune_spec.SAMPLERS))
     s.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + i)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed config override (repeatable)")
     s.add_argument("--max-steps", type=int, help="training steps per trial")

@@ -11,8 +11,8 @@ import json
 
 from evaluation.evaluate import MIN_SAMPLES, min_samples_reason
 from suite import harness
-from suite.errors import ConfigError
-from suite.tracking import Tracker
+from suite.core.errors import ConfigError
+from suite.core.tracking import Tracker
 
 
 def evaluate_run(run_id: str, which: str = "best", n: int | None = None, device: str = "cpu") -> dict:

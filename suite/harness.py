@@ -5,7 +5,7 @@
 
 It knows nothing about any family: it drives a `recipes.base.Trainer` through the attributes
 and methods that interface declares (batches per step, progress keys, evaluation samples),
-hands what it measures to `suite.tracking.Tracker`, and asks `evaluation.metrics` which way
+hands what it measures to `suite.core.tracking.Tracker`, and asks `evaluation.metrics` which way
 is better. One step is one generator iteration.
 """
 
@@ -28,12 +28,13 @@ from evaluation.evaluate import MIN_SAMPLES, Result, min_samples_reason
 from evaluation.training import training_evaluator
 from recipes import registry
 from recipes.base import BaseConfig, Trainer, flatten
-from suite import checkpoint, data, images, paths, signals
+from suite import data
+from suite.core import checkpoint, images, paths, signals
 from suite.data import DataInfo
-from suite.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, Stopped, StopRun, TrainingDiverged,
+from suite.core.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, Stopped, StopRun, TrainingDiverged,
                           disk_full, out_of_memory)
-from suite.progress import Progress
-from suite.tracking import Tracker
+from suite.core.progress import Progress
+from suite.core.tracking import Tracker
 
 FLUSH_EVERY = 25  # steps between metric flushes (one host sync and one async MLflow batch)
 CHECKPOINT_FORMAT = 1
@@ -527,6 +528,7 @@ def _train(req: RunRequest, evaluator_factory) -> str:
         if req.on_start is not None:
             req.on_start(tracker)
         session = Session(p, trainer, stream, tracker, None, req.progress, skip, best, req.on_eval, evaluated)
+        tracker.resume_hint = session.resume_command()
         try:
             try:
                 if evaluator_factory and req.evaluate:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from evaluation import metrics
-from suite import paths, tracking
+from suite.core import paths, tracking
 
 NEXT = "next: python -m suite report {ref}   (an HTML page)  |  python -m suite ui   (compare runs in MLflow)"
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite import paths, signals
-from suite.errors import ConfigError
+from suite.core import paths, signals
+from suite.core.errors import ConfigError
 
 
 def port_free(host: str, port: int) -> bool:
@@ -37,7 +37,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000) -> int:
     cmd = [mlflow, "ui", "--host", host, "--port", str(port)]  # the store by environment: argv would show a password
     print(f"MLflow UI on http://{host}:{port} (store {paths.shown_uri(uri)}); Ctrl-C stops it", flush=True)
     # The guard leads the server's process group and ends all of it with us, however we end.
-    proc = subprocess.Popen([sys.executable, "-m", "suite.guard", *cmd], env={**os.environ, "MLFLOW_BACKEND_STORE_URI": uri},
+    proc = subprocess.Popen([sys.executable, "-m", "suite.core.guard", *cmd], env={**os.environ, "MLFLOW_BACKEND_STORE_URI": uri},
                             **signals.child_options(own_group=True))
     with signals.stoppable(on_signal=lambda signum: proc.send_signal(signal.SIGTERM)):
         code = proc.wait()

@@ -36,7 +36,7 @@ def suite_home(tmp_path, monkeypatch) -> Path:
 def mlflow_client(suite_home):
     from mlflow.tracking import MlflowClient
 
-    from suite import paths
+    from suite.core import paths
 
     return MlflowClient(tracking_uri=paths.tracking_uri())
 

@@ -211,7 +211,7 @@ def test_random_search_draws_the_same_learning_rates_for_every_spec_at_one_trial
         by_trial.setdefault(c["seed"], []).append(c["search"])
     assert all(len({json.dumps(x) for x in draws}) == 1 for draws in by_trial.values())  # paired by trial
     assert len({json.dumps(d[0]) for d in by_trial.values()}) == 4  # different trials, different rates
-    from suite.tune_space import LR_RANGE
+    from suite.tune.space import LR_RANGE
 
     assert all(LR_RANGE[0] <= v <= LR_RANGE[1] for d in by_trial.values() for v in d[0].values())
     assert "search" not in benchmark.cells(benchmark.BenchmarkSpec(RING, seeds=2))[0]

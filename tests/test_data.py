@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from suite import data
-from suite.errors import DatasetNotFound
+from suite.core.errors import DatasetNotFound
 from tests.helpers import TINY_DC, assert_one_line_error, run_main, sets
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from evaluation.metrics import metric_name
-from suite import harness, paths
+from suite import harness
+from suite.core import paths
 from tests.helpers import TINY_DC, run_main, sets
 
 
@@ -69,7 +70,7 @@ def test_cli_run_evaluates_at_the_end_by_default(suite_home, mlflow_client):
 def test_evaluating_during_training_does_not_change_training(suite_home):
     import torch
 
-    from suite import checkpoint
+    from suite.core import checkpoint
 
     def weights(evaluate):
         req = harness.RunRequest(recipe="dcgan_digits", max_steps=8, progress=False, evaluate=evaluate,

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from recipes import dcgan, registry
-from suite import checkpoint, harness, paths
-from suite.errors import TrainingDiverged
+from suite import harness
+from suite.core import checkpoint, paths
+from suite.core.errors import TrainingDiverged
 from tests.helpers import ROOT, TINY_DC, run_cli, run_main, sets
 
 

@@ -45,7 +45,7 @@ def store(tmp_path_factory):
         proc = run_main("run", "dcgan_digits", *TINY_RUN, "--no-eval", env=env)
         assert proc.returncode == 0, proc.stderr
         ids[name] = proc.stdout.split()[-1]
-    from suite import paths, tracking
+    from suite.core import paths, tracking
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SUITE_HOME", str(home))
@@ -276,8 +276,8 @@ def test_two_runs_and_an_evaluation_share_one_store_at_once(suite_home, mlflow_c
 
 
 def test_a_pickled_payload_in_a_checkpoint_is_refused_not_run(tmp_path, monkeypatch):
-    from suite import checkpoint
-    from suite.errors import CheckpointError
+    from suite.core import checkpoint
+    from suite.core.errors import CheckpointError
 
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
@@ -292,7 +292,7 @@ def test_inception_weights_are_verified_by_their_full_hash_and_never_unpickled(t
     file's own) is refused without running; a file matching only the hash's first 8 digits,
     the part in the official file name, is not taken for the official one."""
     from evaluation import features
-    from suite.errors import ConfigError
+    from suite.core.errors import ConfigError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SUITE_ALLOW_UNVERIFIED_INCEPTION", raising=False)

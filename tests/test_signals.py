@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from suite import checkpoint, paths
+from suite.core import checkpoint, paths
 from tests.helpers import ROOT, TINY_DC, run_cli, run_main, sets
 from tests.servers import free_port, wait_http
 
@@ -85,7 +85,7 @@ def last_step(client, run_id, key="loss/g") -> int:
 
 SCRIPT = textwrap.dedent("""
     import sys, time
-    from suite import signals
+    from suite.core import signals
     tmp = sys.argv[1]
     with signals.stoppable():
         print("ready", flush=True)
@@ -144,10 +144,11 @@ def test_a_run_ends_with_a_summary_a_person_can_act_on(suite_home):
 @pytest.mark.slow  # a 60-step run
 def test_a_dead_metric_writer_is_replaced_and_no_value_is_lost(suite_home, mlflow_client, monkeypatch):
     """The writer process is killed mid-run: the run still ends FINISHED with every step stored."""
-    from suite import harness, tracking
+    from suite import harness
+    from suite.core import metric_writer
 
     killed = []
-    real_put = tracking._ProcessWriter.put
+    real_put = metric_writer.ProcessWriter.put
 
     def put(self, chunk):
         steps = {m[3] for m in chunk}
@@ -157,7 +158,7 @@ def test_a_dead_metric_writer_is_replaced_and_no_value_is_lost(suite_home, mlflo
             killed.append(max(steps))
         real_put(self, chunk)
 
-    monkeypatch.setattr(tracking._ProcessWriter, "put", put)
+    monkeypatch.setattr(metric_writer.ProcessWriter, "put", put)
     req = harness.RunRequest(recipe="dcgan_digits", overrides={**TINY_DC, "checkpoint_every": 50}, max_steps=60,
                              progress=False, evaluate=False)
     run_id = harness.train(req)
@@ -168,10 +169,11 @@ def test_a_dead_metric_writer_is_replaced_and_no_value_is_lost(suite_home, mlflo
 
 
 def test_a_run_whose_values_cannot_be_stored_is_failed_not_finished(suite_home, mlflow_client, monkeypatch):
-    from suite import harness, tracking
-    from suite.errors import TrackingError
+    from suite import harness
+    from suite.core import metric_writer
+    from suite.core.errors import TrackingError
 
-    monkeypatch.setattr(tracking._ProcessWriter, "_drain_once", lambda self: "database is locked")
+    monkeypatch.setattr(metric_writer.ProcessWriter, "_drain_once", lambda self, timeout: "database is locked")
     req = harness.RunRequest(recipe="dcgan_digits", overrides=TINY_DC, max_steps=5, progress=False, evaluate=False)
     with pytest.raises(TrackingError, match="database is locked"):
         harness.train(req)

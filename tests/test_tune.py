@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from suite.tune_storage import open_storage
+from suite.tune.storage import open_storage
 from tests.helpers import ROOT, run_cli, run_main, sets
 
 # Tiny 2D-mixture GAN: a trial is a few seconds of training plus evaluations.
@@ -192,7 +192,7 @@ def test_two_hosts_share_a_postgres_study_and_an_mlflow_server(tmp_path, monkeyp
 
 CLAIMER = """
 import json, sys, optuna
-from suite.tune_storage import claim, open_storage
+from suite.tune.storage import claim, open_storage
 study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1]))
 sys.stdin.readline()  # start together
 got = []

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from suite import paths
+from suite.core import paths
 from suite.data.readers import (ImageFiles, LMDBImages, UnpairedFiles, find_file, image_files, read_idx, resize,
                                 to_unit_range, transform)
 from suite.data.spec import DATASETS, DatasetSpec, Loaded, PairSource, TensorSource, get_spec, register
-from suite.errors import DataError, DatasetNotFound
+from suite.core.errors import DataError, DatasetNotFound
 
 # --------------------------------------------------------------------------- 2D mixtures
 

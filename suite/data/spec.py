@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from suite.errors import ConfigError, DataError
+from suite.core.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from suite import signals
+from suite.core import signals
 from suite.data.readers import UnpairedFiles, resize
 from suite.data.spec import Loaded, PairSource, TensorSource
 

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from suite import harness
-from suite.tracking import Tracker
+from suite.core.tracking import Tracker
 from tests.benchmarks.conftest import RESULTS, check, goal, record
 
 STEPS = {"dcgan": 40, "wgan": 12, "gan": 150}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from suite import harness
-from suite.tracking import Tracker
+from suite.core.tracking import Tracker
 from tests.benchmarks.conftest import EXTRA, check, goal, record
 
 goal("log_step", "max", 0.01, "logging one step's metrics (training thread) / one DCGAN 32x32 step")

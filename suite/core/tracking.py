@@ -8,22 +8,19 @@ a tracking server) so logging never dominates a training step.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
-import queue
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 import suite
-from suite import paths, signals
-from suite.errors import TrackingError
+from suite.core import paths
+from suite.core.errors import TrackingError
+from suite.core.metric_writer import ProcessWriter, ThreadWriter, quiet_mlflow
 
 MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
 LEASE_TAG = "suite.writer"  # "HOST PID:START EXPIRES": who trains the run, until when
@@ -36,16 +33,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-def _quiet() -> None:
-    # MLflow sets its logger up on import; its INFO lines (DB migrations) are noise here.
-    for name in ("alembic", "mlflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def client():
     from mlflow.tracking import MlflowClient  # heavy: mlflow takes ~1 s to import; only commands that log pay it
 
-    _quiet()
+    quiet_mlflow()
     uri = paths.tracking_uri()
     check_reachable(uri)
     return MlflowClient(tracking_uri=uri)
@@ -207,10 +198,11 @@ class Tracker:
         self.client = c or client()
         self.run_id = run_id
         self._buffer: list = []
-        self._writer: _Writer | None = None
+        self._writer: ThreadWriter | ProcessWriter | None = None
         self._lock = None  # the open lock file while this process trains the run
         self._lease_token: str | None = None  # "HOST PID:START" while it holds the lease
         self._renewed = 0.0
+        self.resume_hint: str | None = None  # the command that resumes this run, named in a failure's reason
 
     # -- creation
     @classmethod
@@ -346,12 +338,12 @@ class Tracker:
         if self._writer is None:
             mode = os.environ.get("SUITE_METRIC_WRITER") or (
                 "thread" if paths.tracking_uri().startswith(("http://", "https://")) else "process")
-            self._writer = _ProcessWriter(self.run_id) if mode == "process" else _Writer(self.client, self.run_id)
+            self._writer = ProcessWriter(self.run_id) if mode == "process" else ThreadWriter(self.client, self.run_id)
 
     def flush(self, wait: bool = False) -> None:
         """Hand buffered metrics to the background writer; `wait` until they are stored."""
         if self._buffer and self._writer is None:
-            self._writer = _Writer(self.client, self.run_id)
+            self._writer = ThreadWriter(self.client, self.run_id)
         while self._buffer:
             chunk, self._buffer = self._buffer[:MAX_BUFFER], self._buffer[MAX_BUFFER:]
             self._writer.put(chunk)
@@ -376,7 +368,7 @@ class Tracker:
         except TrackingError as e:
             error = e
             status = "FAILED" if status == "FINISHED" else status
-            reason = f"{reason + '; ' if reason else ''}{e}; resume with: python -m suite run --resume {self.run_id}"
+            reason = f"{reason + '; ' if reason else ''}{e}" + (f"; resume with: {self.resume_hint}" if self.resume_hint else "")
         finally:
             if self._writer is not None:
                 self._writer.stop()
@@ -386,109 +378,3 @@ class Tracker:
         self.release()
         if error is not None and asked == "FINISHED":
             raise error
-
-
-def _write_failed(why: str) -> TrackingError:
-    return TrackingError(f"logging metrics to {paths.shown_uri()} failed: {why}")
-
-
-class _Writer(threading.Thread):
-    """Sends metric batches from a background thread so a training step never waits on the
-    store. Written instead of MLflow's async logging (log_batch(synchronous=False)) because
-    ending a run that used it blocks about a second while MLflow's queue thread winds down."""
-
-    def __init__(self, c, run_id: str):
-        super().__init__(daemon=True, name=f"suite-metrics-{run_id[:8]}")
-        self.client, self.run_id = c, run_id
-        self.queue: queue.Queue = queue.Queue()
-        self.error: Exception | None = None
-        self.start()
-
-    def put(self, chunk: list[tuple]) -> None:
-        self.queue.put(chunk)
-
-    def run(self) -> None:
-        from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; only commands that log pay it
-
-        while True:
-            chunk = self.queue.get()
-            try:
-                if chunk is None:
-                    return
-                if self.error is None:
-                    self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in chunk])
-            except Exception as e:  # noqa: BLE001 - surfaced by drain()
-                self.error = e
-            finally:
-                self.queue.task_done()
-
-    def drain(self) -> None:
-        self.queue.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise _write_failed(str(error).splitlines()[0][:200])
-
-    def stop(self) -> None:
-        self.queue.put(None)
-        self.join(timeout=30)
-
-
-class _ProcessWriter:
-    """The same, in a helper process (`python -m suite.metric_writer`): the training process only
-    writes JSON lines into a pipe. A plain subprocess rather than multiprocessing, so scripts
-    that call the harness need no `if __name__ == "__main__"` guard. What was sent since the last
-    acknowledged drain is kept, so a writer that dies is replaced and nothing is lost."""
-
-    def __init__(self, run_id: str):
-        self.run_id = run_id
-        self.unacked: list[str] = []
-        self.closed = False
-        self._start()
-
-    def _start(self) -> None:
-        # The store's URI reaches it through the environment it inherits: argv would show a password.
-        self.proc = subprocess.Popen([sys.executable, "-m", "suite.metric_writer", self.run_id],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                     **signals.child_options())
-
-    def put(self, chunk: list[tuple]) -> None:
-        line = json.dumps(chunk) + "\n"
-        self.unacked.append(line)
-        try:
-            self.proc.stdin.write(line)
-        except (BrokenPipeError, OSError):
-            pass  # the writer died: drain() replaces it and sends again
-
-    def _drain_once(self) -> str:
-        try:
-            self.proc.stdin.write("drain\n")
-            self.proc.stdin.flush()
-            return self.proc.stdout.readline().strip() or f"the metric writer process exited ({self.proc.wait()})"
-        except (BrokenPipeError, OSError):
-            return f"the metric writer process exited ({self.proc.wait()})"
-
-    def drain(self) -> None:
-        reply = self._drain_once()
-        if self.proc.poll() is not None:  # it died (its reply says how)
-            self._start()  # a new writer gets everything not yet acknowledged (a batch stored twice
-            for line in self.unacked:  # by a writer that died mid-drain is the rare price)
-                try:
-                    self.proc.stdin.write(line)
-                except (BrokenPipeError, OSError):
-                    break
-            reply = self._drain_once()
-        if reply != "ok":
-            raise _write_failed(reply)
-        self.unacked.clear()
-
-    def stop(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self.proc.stdin.close()
-            except (BrokenPipeError, OSError):
-                pass
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()

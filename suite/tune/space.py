@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from evaluation import metrics
 from recipes.base import config_fields
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 LR_RANGE = (1e-5, 1e-3)  # default search range of every learning rate (log-uniform)
 

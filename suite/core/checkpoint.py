@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from suite import signals
-from suite.errors import CheckpointError
+from suite.core import signals
+from suite.core.errors import CheckpointError
 
 
 def save(obj: dict, path: Path) -> Path:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from suite.errors import ConfigError
+from suite.core.errors import ConfigError
 
 
 def home() -> Path:

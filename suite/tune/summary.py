@@ -7,15 +7,12 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
-from suite import images
-from suite.tracking import Tracker
-
-if TYPE_CHECKING:
-    from suite.tune import StudySpec
+from suite.core import images
+from suite.core.tracking import Tracker
+from suite.tune.spec import StudySpec
 
 
 def finalize(study, spec: StudySpec, parent_id: str) -> dict:

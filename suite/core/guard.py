@@ -3,7 +3,7 @@ when told to stop (SIGTERM, SIGINT, SIGHUP) or when its own parent dies. For ser
 children of their own (the MLflow UI: uvicorn and its workers, a job runner) and would outlive
 the suite otherwise.
 
-    python -m suite.guard COMMAND [ARGS...]    (started by suite.ui with signals.child_options)
+    python -m suite.core.guard COMMAND [ARGS...]    (started by suite.ui with signals.child_options)
 """
 
 from __future__ import annotations

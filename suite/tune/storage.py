@@ -23,9 +23,9 @@ from optuna.trial import TrialState
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from suite import paths, signals, tracking
-from suite.errors import ConfigError, Stopped
-from suite.tracking import Tracker
+from suite.core import paths, signals, tracking
+from suite.core.errors import ConfigError, Stopped
+from suite.core.tracking import Tracker
 
 # A worker beats every HEARTBEAT_S seconds; after GRACE_S without a beat its trial is stale.
 HEARTBEAT_S = int(os.environ.get("SUITE_TUNE_HEARTBEAT", "5"))
