@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from suite import data
-from suite.core import checkpoint, paths, tracking
+from suite.core import checkpoint, paths
 from suite.core.errors import ConfigError
 
 ARCH = "lenet-bn-w16-v1"
@@ -108,7 +108,8 @@ def _train(name: str, loaded: data.Loaded, log) -> tuple[LeNet, dict]:
 
 
 def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tuple[LeNet, dict]:
-    """The cached classifier of `name`, training it once if needed (data must be local)."""
+    """The cached classifier of `name`, training it once if needed (data must be local). Nothing
+    is logged to MLflow here: evaluation creates no run (`suite train-classifier` logs one)."""
     if name not in SUPPORTED:
         raise ConfigError(f"no domain classifier for '{name}'; supported: {', '.join(SUPPORTED)}")
     fp = data.fingerprint(name) if loaded is None else None
@@ -133,16 +134,5 @@ def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tup
     model, meta = train(name, loaded or data.load(name), log)
     meta["weights_hash"] = key
     checkpoint.save({"model": model.state_dict(), "meta": meta}, path)
-    _log_to_mlflow(name, meta, path)
     log(f"classifier {name}: held-out accuracy {meta['test_accuracy']:.4f}")
     return model, meta
-
-
-def _log_to_mlflow(name: str, meta: dict, path) -> None:
-    """Each classifier is an MLflow run in the `classifiers` experiment, accuracy included."""
-    params = {"dataset": name, "arch": ARCH, **{f"train.{k}": v for k, v in TRAIN.items()}}
-    tracker = tracking.Tracker.create("classifiers", f"{name}-{meta['weights_hash']}", params,
-                             {"suite.classifier": name, "suite.dataset": name}, meta)
-    tracker.log_metrics(0, {"test_accuracy": meta["test_accuracy"], "train_seconds": meta["seconds"]})
-    tracker.log_artifact(path, "classifier")
-    tracker.finish("FINISHED")

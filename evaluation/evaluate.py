@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evaluation import bootstrap, collapse, copies, features, fid, isc, kid, memorization, plots, prdc, stats
+from evaluation import bootstrap, copies, features, measures, plots, stats
 from evaluation.defaults import DEFAULTS, PROTOCOL
-from evaluation.metrics import METRICS, SPREADS, clip, flagged, interval_names, metric_name
+from evaluation.metrics import METRICS, SPREADS, Metric, Protocol, clip, interval_names
 from evaluation.neighbours import kth_radius
 from evaluation.samples import check_samples, sample_format
 from suite import data
@@ -75,11 +75,6 @@ def min_samples_reason() -> str:
             f"of 2 or more; precision/recall: k = {DEFAULTS['prdc_k']} neighbours besides each sample; KID and FID: 2)")
 
 
-def kid_subset_size(n: int, n_ref: int) -> int:
-    """The standard subset size, or all the samples there are (then named in the metric)."""
-    return min(DEFAULTS["kid_subset_size"], n, n_ref)
-
-
 class Context:
     """The reference side of one dataset under one extractor. `Context.shared` reuses one per
     process (a tuning worker evaluates many trials against the same reference)."""
@@ -118,7 +113,8 @@ class Context:
         key = (split, extractor.name, n)
         if key not in self._refs:
             size = self.shape[-1] if self.kind != "points" else 0
-            self._refs[key] = stats.reference(self.base, size, split, extractor, lambda: self.loaded, n)
+            self._refs[key] = stats.reference(self.base, size, split, extractor, lambda: self.loaded, n,
+                                              data.fingerprint(self.base, self.opt.data_root))
         return self._refs[key]
 
     def real_radii(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,146 +146,115 @@ class Context:
             self._refs["copies"] = (search, heldout)
         return self._refs["copies"]
 
-    def names(self, n: int) -> dict[str, str]:
-        ext, ds = self.extractor.name, self.base
-        train_n = self.ref("train")["n"]
-        kid_name = metric_name("kid", n, ext, ds, "train")
-        subset = kid_subset_size(n, train_n)
-        if subset != DEFAULTS["kid_subset_size"]:
-            kid_name += f"_subset{subset}"  # fewer samples than the standard subsets: another protocol
-        return {
-            "fid": metric_name("fid", n, ext, ds, "train"),
-            "fidinf": metric_name("fidinf", n, ext, ds, "train"),
-            "kid": kid_name,
-            "kid_std": kid_name + "_std",
-            "is": metric_name("is", n, ext, ds),
-            "is_std": metric_name("is", n, ext, ds) + "_std",
-            **{m: metric_name(m, n, ext, ds, "train", min(n, train_n)) for m in ("precision", "recall", "density",
-                                                                                  "coverage")},
-            "modes_covered": metric_name("modes_covered", n, ext if self.kind != "points" else "points", ds),
-            "mode_kl": metric_name("mode_kl", n, ext if self.kind != "points" else "points", ds),
-            "mode_quality": metric_name("mode_quality", n, "points", ds),
-        }
+    def modes(self):
+        """The 2D mixture's mode centres and standard deviation."""
+        return data.mixture_modes(self.base)
+
+    def protocol(self, n: int) -> Protocol:
+        """What the names of an evaluation of n samples are built from."""
+        return Protocol(n, self.extractor.name, self.base, self.kind, self.ref("train")["n"])
 
     def primary(self, n: int) -> str:
         """What picks the best checkpoint and a study's objective: FID, except for the 2D mixtures,
         which exist to show modes (VEEGAN, PacGAN) and which a Gaussian fit cannot see."""
-        return self.names(n)["mode_quality" if self.kind == "points" else "fid"]
+        return METRICS["mode_quality" if self.kind == "points" else "fid"].logged_name(self.protocol(n))
 
     # -- evaluation
     def evaluate(self, samples: torch.Tensor, full: bool = True) -> Result:
-        """full=False (during training): FID, IS and the collapse check. full=True adds KID,
-        precision/recall/density/coverage, the memorization checks and the figures."""
+        """Every registered metric that applies: full=False (during training) those not marked
+        full_only (FID, IS, the collapse check); full=True all of them, their sampling intervals,
+        the memorization check and the figures. A set of samples has no order: they are put in a
+        canonical order first, so every split, subset and resample is the same for any shuffle."""
         samples = check_samples(samples, self.kind, self.shape)
         n = len(samples)
         if n < MIN_SAMPLES:
             raise DataError(f"got {n} samples: {min_samples_reason()}")
-        names = self.names(n)
-        out = self.extractor(samples)
-        gen_f = out["features"]
-        ref = self.ref("train")
-        metrics = {names["fid"]: fid.frechet_distance(*fid.statistics(gen_f), ref["mu"], ref["sigma"])}
-        if full and n >= 2:  # 100 kernel subsets: at the end of a run, not at every evaluation
-            k_mean, k_std = kid.kid(gen_f, ref["features"], subset_size=kid_subset_size(n, ref["n"]))
-            metrics.update({names["kid"]: k_mean, names["kid_std"]: k_std})
-            metrics[names["fidinf"]] = fid.fid_infinity(
-                gen_f, ref["mu"], ref["sigma"], seed=DEFAULTS["seed"])
-        checks: dict[str, dict] = {}
+        samples = samples[canonical_order(samples)]
+        inp = Inputs(self, samples, self.extractor(samples), full)
+        values: dict[str, float] = {}
+        for metric in list(METRICS.values()):
+            if metric.compute is None or (metric.full_only and not full):
+                continue
+            values.update(inp.computed(metric))
+        checks = {"mode_collapse": self.collapse_check(inp)}
         figs: dict = {}
-        if self.kind == "points":
-            modes, std = data.mixture_modes(self.base)
-            mc = collapse.mixture_modes(samples, modes, std)
-            metrics[names["modes_covered"]] = mc["modes_covered"]
-            metrics[names["mode_kl"]] = mc["kl_to_uniform"]
-            metrics[metric_name("hq_share", n, "points", self.base)] = mc["high_quality_share"]
-            metrics[names["mode_quality"]] = mc["mode_quality"]
-            total = max(sum(mc["per_mode"]), 1)
-            metrics.update({f"mode_share/{i:02d}": c / total for i, c in enumerate(mc["per_mode"])})
-            checks["mode_collapse"] = mc
-            if full:
-                figs["modes"] = plots.mode_figure(mc, samples, modes)
-        elif "logits" in out:
-            metrics[names["is"]], metrics[names["is_std"]] = isc.inception_score(out["logits"])
-            if self.extractor.name == "lenet":
-                n_classes = out["logits"].shape[1]
-                ch = collapse.class_histogram(out["logits"], ref["class_counts"], n_classes)
-                metrics[names["modes_covered"]] = ch["modes_covered"]
-                metrics[names["mode_kl"]] = ch["kl_to_data"]
-                metrics[metric_name("confidence", n, "lenet", self.base)] = ch["mean_confidence"]
-                metrics.update({f"class_share/{i}": v for i, v in enumerate(ch["class_histogram"])})
-                checks["mode_collapse"] = ch
-                if full:
-                    figs["modes"] = plots.class_figure(ch, self.spec.classes)
-        if "mode_collapse" not in checks:
-            checks["mode_collapse"] = {"flagged": False, "modes_covered": None, "modes_total": None,
-                                       "note": "no class labels for this extractor: not checked"}
-        pr_reps: dict = {}
-        w = bootstrap.weights(n) if full else None  # one resampling serves every interval
         if full:
-            real_sub, radii = self.real_radii(min(n, ref["n"]))
-            pr, per_sample = prdc.prdc(gen_f, real_sub, real_radii=radii, per_sample=True)
-            pr_reps = bootstrap.prdc_replicates(per_sample, w, bootstrap.weights(len(real_sub), seed=DEFAULTS["seed"] + 1))
-            metrics.update({names[k]: v for k, v in pr.items()})
-            mem, figs_mem = self.memorization(samples, gen_f, metrics[names["fid"]], n)
-            metrics.update(mem.pop("_metrics"))
-            checks["memorization"] = mem
-            figs.update(figs_mem)
-        if full and n >= 2:  # ~2 s at 10k samples (200 eigensolves): at full evaluations only
-            metrics.update(self.intervals(gen_f, w, names, metrics, pr_reps))
-        metrics = {k: float(v) for k, v in metrics.items()}
-        return Result(metrics, checks, figs, self.primary(n))
+            for metric in list(METRICS.values()):
+                name = metric.logged_name(inp)
+                if metric.interval is not None and name in values:
+                    values.update(zip(interval_names(name), clip(name, *metric.interval(inp, values[name]))))
+            checks["memorization"] = measures.memorization_check(inp)
+            figs = self.figures(inp)
+        return Result({k: float(v) for k, v in values.items()}, checks, figs, self.primary(n))
 
-    def intervals(self, gen_f: torch.Tensor, w: torch.Tensor, names: dict, values: dict,
-                  prdc_reps: dict) -> dict[str, float]:
-        """Sampling intervals (evaluation.bootstrap) of FID, KID and precision / recall / density /
-        coverage at a full evaluation (the end of a run, `suite evaluate`)."""
-        ref, n = self.ref("train"), len(gen_f)
-        out = {names["fid"]: bootstrap.interval(values[names["fid"]], values[names["fid"]],
-                                                bootstrap.fid_replicates(gen_f, ref["mu"], ref["sigma"], w))}
-        if names["kid"] in values:
-            real_sub, _ = self.real_radii(min(n, ref["n"]))  # as many real samples as generated ones
-            reps = bootstrap.kid_replicates(gen_f, real_sub, torch.cat([torch.ones(1, n, dtype=torch.float64), w]))
-            out[names["kid"]] = bootstrap.interval(values[names["kid"]], float(reps[0]), reps[1:])
-        for key, reps in prdc_reps.items():
-            out[names[key]] = bootstrap.interval(values[names[key]], values[names[key]], reps)
-        return {key: v for name, pair in out.items() for key, v in zip(interval_names(name), clip(name, *pair))}
+    def collapse_check(self, inp: Inputs) -> dict:
+        found = measures.collapse_result(inp)
+        if found is None:
+            return {"flagged": False, "modes_covered": None, "modes_total": None,
+                    "note": "no class labels for this extractor: not checked"}
+        return found
 
-    def memorization(self, samples: torch.Tensor, gen_f: torch.Tensor, fid_value: float, n: int):
-        if not self.has_test:
-            return {"flagged": False, "note": "no held-out split: not checked", "_metrics": {}}, {}
-        ds, ext = self.base, self.extractor.name
-        gen_px = self.pixels(samples)["features"]
-        train_px = self.ref("train", self.pixels)["features"]
-        px_d, px_i = memorization.nn_distances(gen_px, train_px, DEFAULTS["nn_k"])
-        ft_d, _ = memorization.nn_distances(gen_f, self.ref("train")["features"])
-        px = memorization.copy_stats(px_d[:, 0], self.test_nn("pixels"))
-        ft = memorization.copy_stats(ft_d[:, 0], self.test_nn("features"))
-        ct = memorization.ct_statistic(self.ref("train")["features"], self.ref("test")["features"], gen_f)
-        mi = memorization.mifid(fid_value, gen_f, self.ref("train")["features"])
-        space = "points" if self.kind == "points" else "pixels"
-        edits, found = None, None
-        if self.kind != "points":
-            search, heldout = self.copy_search()
-            found = search(features.prepare_images(samples, self.shape[-1]))
-            edits = copies.copy_shares(search, found, heldout)
-        copying = (flagged("near_copies", max(px["near_copy_share"], ft["near_copy_share"])) or flagged("ct", ct)
-                   or (edits is not None and flagged("edit_copies", edits["near_copy_share"])))
-        m = {
-            metric_name("nn_ratio", n, space, ds, "train"): px["nn_ratio"],
-            metric_name("near_copies", n, space, ds, "train"): px["near_copy_share"],
-            metric_name("nn_ratio", n, ext, ds, "train"): ft["nn_ratio"],
-            metric_name("near_copies", n, ext, ds, "train"): ft["near_copy_share"],
-            metric_name("ct", n, ext, ds, "train"): ct,
-            metric_name("mifid", n, ext, ds, "train"): mi,
-        }
-        if edits is not None:
-            m[metric_name("edit_copies", n, "pixels", ds, "train")] = edits["near_copy_share"]
-            m.update({f"edit_copies/{kind}": share for kind, share in edits["by_edit"].items()})
-        check = {"flagged": bool(copying), "pixels": px, "features": ft, "edits": edits, "ct": ct, "mifid": mi,
-                 "near_copy_flag": METRICS["near_copies"].flag_above,
-                 "ct_flag": METRICS["ct"].flag_below, "_metrics": m}
+    def figures(self, inp: Inputs) -> dict:
         figs = {}
-        if self.kind != "points":
-            train_imgs = stats.real_images(self.loaded, "train")
-            figs["nn_grid"] = plots.nn_figure(samples, train_imgs, px_i, self.shape[-1], matched=found["index"])
-        return check, figs
+        found = measures.collapse_result(inp)
+        if found is not None and "per_mode" in found:
+            figs["modes"] = plots.mode_figure(found, inp.samples, self.modes()[0])
+        elif found is not None:
+            figs["modes"] = plots.class_figure(found, self.spec.classes)
+        mem = measures.memorization_result(inp)
+        if mem is not None and self.kind != "points":
+            figs["nn_grid"] = plots.nn_figure(inp.samples, stats.real_images(self.loaded, "train"), mem["nn_index"],
+                                              self.shape[-1], matched=mem["found"]["index"])
+        return figs
+
+
+def canonical_order(samples: torch.Tensor) -> torch.Tensor:
+    """A permutation that sorts samples by their content (a hash of each one's bytes): the same
+    set in any order comes out in the same order."""
+    rows = samples.detach().contiguous().cpu().flatten(1).numpy()
+    keys = [hashlib.blake2b(r.tobytes(), digest_size=8).digest() for r in rows]
+    return torch.tensor(sorted(range(len(keys)), key=keys.__getitem__))
+
+
+class Inputs(Protocol):
+    """What a metric's `compute` sees: the samples, their features (and logits), the reference
+    side (`ref`, `ctx`), the resampling weights of the intervals, and a cache for computations
+    several metrics share. It is also the evaluation's Protocol, so `inp.name(key)` names a value."""
+
+    def __init__(self, ctx: Context, samples: torch.Tensor, out: dict, full: bool):
+        proto = ctx.protocol(len(samples))
+        super().__init__(proto.n, proto.extractor, proto.dataset, proto.kind, proto.n_ref)
+        object.__setattr__(self, "_state", {"ctx": ctx, "samples": samples, "out": out, "full": full, "cache": {},
+                                            "values": {}})
+
+    ctx = property(lambda self: self._state["ctx"])
+    samples = property(lambda self: self._state["samples"])
+    features = property(lambda self: self._state["out"]["features"])
+    logits = property(lambda self: self._state["out"].get("logits"))
+    full = property(lambda self: self._state["full"])
+    ref = property(lambda self: self.ctx.ref("train"))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """One set of bootstrap resampling weights serves every interval of the evaluation."""
+        return self.cached("weights", lambda: bootstrap.weights(self.n))
+
+    def cached(self, key: str, compute):
+        cache = self._state["cache"]
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
+    def computed(self, metric: Metric) -> dict[str, float]:
+        """The metric's logged values for these inputs ({} where it does not apply), computed once."""
+        done = self._state["values"]
+        if metric.key not in done:
+            value = metric.compute(self)
+            done[metric.key] = {} if value is None else value if isinstance(value, dict) else \
+                {metric.logged_name(self): value}
+        return done[metric.key]
+
+    def value(self, key: str) -> float:
+        """Another metric's value (computed now if it was not yet), e.g. FID for MiFID."""
+        metric = METRICS[key]
+        return self.computed(metric)[metric.logged_name(self)]

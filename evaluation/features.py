@@ -16,7 +16,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from evaluation import classifier
 from suite import data
 from suite.core import checkpoint, paths
-from suite.core.errors import ConfigError, DataError
+from suite.core.errors import ConfigError, DataError, PluginError
+from suite.core.registration import check_name, origin
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -69,23 +70,62 @@ def prepare_images(x: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-EXTRACTORS: dict[str, Callable[..., Extractor]] = {}
+@dataclass(frozen=True)
+class Registered:
+    build: Callable  # (dataset=, device=, **options) -> Extractor, or an nn.Module mapping images to vectors
+    size: int | None = None  # the side images are resized to for a module (None: the dataset's own)
+    origin: dict = field(default_factory=dict)
 
 
-def register(name: str):
-    def deco(factory):
-        if name in EXTRACTORS:
-            raise ValueError(f"extractor {name} registered twice")
-        EXTRACTORS[name] = factory
-        return factory
+EXTRACTORS: dict[str, Registered] = {}
 
-    return deco
+
+def register_extractor(name: str, build: Callable, size: int | None = None) -> None:
+    """The registration door for feature extractors, built-in or plugin. `build(dataset=...,
+    device=..., **options)` returns an Extractor, or any nn.Module that maps a batch of images in
+    [-1, 1] (N x C x H x W) to vectors (N x D) or to a dict with `features` (and `logits`)."""
+    check_name("extractor", name, EXTRACTORS)
+    if not callable(build):
+        raise PluginError(f"extractor '{name}': register a function that builds it, got {type(build).__name__}")
+    EXTRACTORS[name] = Registered(build, size, origin())
+
+
+def _from_module(name: str, module: torch.nn.Module, size: int | None, device: str) -> Extractor:
+    """A user's network as an extractor: its weights' hash keys the statistics cache."""
+    module = module.to(device).eval()
+    digest = hashlib.sha256()
+    for key, tensor in module.state_dict().items():
+        digest.update(key.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+
+    def fn(x):
+        out = module(x)
+        out = out if isinstance(out, dict) else {"features": out}
+        if not torch.is_tensor(out.get("features")) or out["features"].dim() < 2 or len(out["features"]) != len(x):
+            raise DataError(f"extractor '{name}' must map N images to N feature vectors")
+        return {**out, "features": out["features"].flatten(1)}
+
+    return Extractor(name, digest.hexdigest()[:16], fn, size=size, device=device)
 
 
 def get(name: str, dataset: str, **options) -> Extractor:
     if name not in EXTRACTORS:
         raise ConfigError(f"unknown feature extractor '{name}'; known: {', '.join(sorted(EXTRACTORS))}")
-    return EXTRACTORS[name](dataset=dataset, **options)
+    entry = EXTRACTORS[name]
+    try:
+        built = entry.build(dataset=dataset, **options)
+    except (ConfigError, DataError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's builder failing: one line, with its last words
+        if not entry.origin:
+            raise
+        raise PluginError(f"extractor '{name}' (plugin {entry.origin['plugin']}) failed to build: "
+                          f"{type(e).__name__}: {e}") from None
+    if isinstance(built, Extractor):
+        return built
+    if isinstance(built, torch.nn.Module):
+        return _from_module(name, built, entry.size or data.get_spec(dataset).native_size or None,
+                            options.get("device", "cpu"))
+    raise PluginError(f"extractor '{name}' built a {type(built).__name__}: expected an nn.Module or an Extractor")
 
 
 def default_for(dataset: str) -> str:
@@ -97,18 +137,15 @@ def default_for(dataset: str) -> str:
     return "inception"
 
 
-@register("points")
 def _points(dataset: str, **_) -> Extractor:
     return Extractor("points", "identity", lambda x: {"features": x.flatten(1)})
 
 
-@register("pixels")
 def _pixels(dataset: str, **_) -> Extractor:
     size = data.get_spec(dataset).native_size
     return Extractor("pixels", f"native{size}", lambda x: {"features": x.flatten(1)}, size=size)
 
 
-@register("lenet")
 def _lenet(dataset: str, device: str = "cpu", **_) -> Extractor:
     model, meta = classifier.load_or_train(data.get_spec(dataset).reference)
     model = model.to(device)
@@ -139,7 +176,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@register("inception")
 def _inception(dataset: str, device: str = "cpu", inception_weights=None, **_) -> Extractor:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # heavy optional
 
@@ -181,3 +217,9 @@ def _inception(dataset: str, device: str = "cpu", inception_weights=None, **_) -
         return {"features": feats, "logits": logits}
 
     return Extractor(name, digest[:16], fn, size=None, has_logits=True, batch_size=100, device=device)
+
+
+register_extractor("points", _points)
+register_extractor("pixels", _pixels)
+register_extractor("lenet", _lenet)
+register_extractor("inception", _inception)

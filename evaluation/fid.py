@@ -56,14 +56,31 @@ def fid_from_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
     return frechet_distance(*statistics(f1), *statistics(f2))
 
 
+FIDINF_START = 5000  # Chong & Forsyth's smallest sample count (their code: linspace(5000, N, 15))
+
+
+def fidinf_original(n: int) -> bool:
+    """Does the original FID-infinity protocol exist for N samples (counts from 5,000 to N)?"""
+    return n > FIDINF_START
+
+
+def fidinf_counts(n: int, points: int = 15) -> np.ndarray:
+    """The sample counts FID is measured at: 15 from 5,000 to N (from N/10 where N <= 5,000)."""
+    start = FIDINF_START if fidinf_original(n) else max(2, n // 10)
+    return np.unique(np.linspace(start, n, points).astype(int))
+
+
 def fid_infinity(gen: torch.Tensor, mu_ref, sigma_ref, points: int = 15, seed: int = 0) -> float:
     """FID extrapolated to infinitely many generated samples (Chong & Forsyth 2020, "Effectively
-    Unbiased FID and Inception Score and where to find them"): FID_N is linear in 1/N, so FID
-    at `points` sample counts from N/5 to N (random subsets of the generated features, as in
-    the authors' code), fitted by least squares, read off at 1/N = 0. Runs evaluated with
-    different N compare on this number; FID_N's upward bias shrinks only as 1/N."""
+    Unbiased FID and Inception Score and where to find them"): FID_N is linear in 1/N, so FID at
+    `points` sample counts from 5,000 to N (the authors' protocol; for N <= 5,000, where it does
+    not exist, from N/10 — the same share as theirs at N = 50,000 — logged as `fidinf_rel`), each
+    on a fresh random subset of the generated features as their code draws them, is fitted by
+    least squares and read off at 1/N = 0. FID_N's upward bias shrinks only as 1/N; the
+    extrapolated value is an estimate and can fall a little below 0 when the true FID is near 0."""
     n = len(gen)
-    counts = np.unique(np.linspace(max(2, n // 5), n, points).astype(int))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    values = [frechet_distance(*statistics(gen[order[:c]]), mu_ref, sigma_ref) for c in counts]
+    counts = fidinf_counts(n, points)
+    rng = torch.Generator().manual_seed(seed)
+    values = [frechet_distance(*statistics(gen[torch.randperm(n, generator=rng)[:c]]), mu_ref, sigma_ref)
+              for c in counts]
     return float(stats.linregress(1.0 / counts, values).intercept)

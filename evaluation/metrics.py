@@ -1,6 +1,7 @@
 """The one table of metric knowledge: every evaluation metric the suite logs, which way is
-better, its unit, and the thresholds and words of the verdicts built on it (stylegan2-ada's
-`metric_main` is the model). The tuning objective's direction, the best checkpoint, the
+better, its unit, the thresholds and words of the verdicts built on it, how its name is built
+and how it is computed (stylegan2-ada's `metric_main` is the model). The built-in entries are
+registered in evaluation/measures.py; a plugin metric is one `register` call in its own file. The tuning objective's direction, the best checkpoint, the
 report's units, evaluation tables and verdicts, and any leaderboard sort derive from here.
 
 Names encode the protocol: `<metric><samples>_<extractor>_<dataset>_<reference split>`, e.g.
@@ -9,12 +10,34 @@ Names encode the protocol: `<metric><samples>_<extractor>_<dataset>_<reference s
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from suite.core.errors import PluginError
+from suite.core.registration import check_name, origin
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a metric's name is built from: samples, extractor, reference set and its size."""
+
+    n: int
+    extractor: str
+    dataset: str
+    kind: str = "image"  # "image" | "points"
+    n_ref: int = 0  # real samples of the reference split
+
+    def name(self, key: str, split: str | None = "train", extractor: str | None = None, n_ref: int | None = None) -> str:
+        return metric_name(key, self.n, extractor or self.extractor, self.dataset, split, n_ref)
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One metric: its table row, how its names are built, how it is computed from an evaluation's
+    inputs (evaluation.evaluate.Inputs: features, logits, the reference side), and its interval."""
+
     key: str  # the name's prefix, before the sample count
     title: str
     direction: str  # "min" | "max" | "" (a diagnostic with no better side: tuning needs --direction)
@@ -22,50 +45,40 @@ class Metric:
     flag_above: float | None = None  # the check it feeds is flagged above this value ...
     flag_below: float | None = None  # ... or below this one
     bounds: tuple[float, float] = (-math.inf, math.inf)  # the values it can take (intervals are clipped to them)
+    # value(s) from the inputs: a float (logged as `name`), a dict {logged name: value}, or None
+    # (does not apply to these inputs); no compute: logged by another part (training evaluators)
+    compute: Callable | None = None
+    name: Callable[[Protocol], str] | None = None  # default: <key><n>_<extractor>_<dataset>_train
+    interval: Callable | None = None  # (inputs, value) -> (low, high) at full evaluations
+    full_only: bool = True  # computed at full evaluations only (the end of a run, `suite evaluate`)
+    origin: dict = field(default_factory=dict)  # the plugin it came from (empty: built in)
+
+    def logged_name(self, proto: Protocol) -> str:
+        return self.name(proto) if self.name else proto.name(self.key)
 
 
 METRICS: dict[str, Metric] = {}
 
 
 def register(metric: Metric) -> Metric:
-    if metric.key in METRICS or metric.direction not in ("min", "max", ""):
-        raise ValueError(f"bad metric registration: {metric.key}")
+    """The registration door for metrics, built-in (evaluation/measures.py) or plugin."""
+    if not isinstance(metric, Metric):
+        raise PluginError(f"register_metric takes an evaluation.metrics.Metric, got {type(metric).__name__}")
+    check_name("metric", metric.key, METRICS)
+    if metric.direction not in ("min", "max", ""):
+        raise PluginError(f"metric '{metric.key}': direction must be 'min', 'max' or '' (no better side), "
+                          f"got {metric.direction!r}")
+    clash = [k for k in METRICS if k.startswith(metric.key) or metric.key.startswith(k)]
+    if any(metric.key[len(k):len(k) + 1].isdigit() or k[len(metric.key):len(metric.key) + 1].isdigit() for k in clash):
+        raise PluginError(f"metric '{metric.key}' would read like another metric's name followed by a sample count")
+    if metric.compute is not None and not callable(metric.compute):
+        raise PluginError(f"metric '{metric.key}': compute must be a function of the evaluation's inputs")
+    lo, hi = metric.bounds
+    if not lo <= hi:
+        raise PluginError(f"metric '{metric.key}': bounds {metric.bounds} are not (low, high)")
+    metric = dataclasses.replace(metric, origin=origin()) if origin() else metric
     METRICS[metric.key] = metric
     return metric
-
-
-register(Metric("fid", "Fréchet distance (Heusel et al. 2017)", "min", "FID (lower is better)", bounds=(0.0, math.inf)))
-register(Metric("fidinf", "FID extrapolated to infinitely many samples (Chong & Forsyth 2020)", "min",
-                "FID (lower is better)"))
-register(Metric("kid", "kernel inception distance (Bińkowski et al. 2018)", "min", "KID (lower is better)"))
-register(Metric("is", "Inception Score (Salimans et al. 2016)", "max", "score (higher is better)"))
-register(Metric("precision", "precision (Naeem et al. 2020)", "max", "share of samples", bounds=(0.0, 1.0)))
-register(Metric("recall", "recall (Naeem et al. 2020)", "max", "share of real data", bounds=(0.0, 1.0)))
-register(Metric("density", "density (Naeem et al. 2020)", "max", "density (1 = like data)", bounds=(0.0, math.inf)))
-register(Metric("coverage", "coverage (Naeem et al. 2020)", "max", "share of real data", bounds=(0.0, 1.0)))
-register(Metric("modes_covered", "modes or classes covered (VEEGAN / PacGAN)", "max", "modes / classes"))
-register(Metric("mode_kl", "KL of the mode or class histogram to the data's", "min", "KL divergence"))
-register(Metric("mode_quality", "modes covered / modes x high-quality share (the 2D toys' primary)", "max",
-                "0 to 1 (1 = every mode, every sample near one)"))
-register(Metric("hq_share", "share of samples within 3 std of a mode (VEEGAN)", "max", "share of samples"))
-register(Metric("confidence", "mean top probability of the domain classifier", "max", "mean max probability"))
-register(Metric("clipped", "share of generated pixel values outside [-1, 1], clipped before judging", "min",
-                "share of pixel values"))
-register(Metric("nn_ratio", "median NN distance to train over that of held-out images", "", "ratio"))
-register(Metric("near_copies", "share of samples closer to train than 99 % of held-out images", "min",
-                "share of samples", flag_above=0.05))
-# C_T averages in-cell Z scores with weights summing to 1: under the null (no copying) its sd is
-# at most 1, so C_T < -3 happens with probability <= 0.0013 by chance (one-sided).
-register(Metric("edit_copies", "share of samples that are copies under small edits (shift, mirror, rescale, "
-                "re-lighting, noise), against held-out images searched alike", "min", "share of samples",
-                flag_above=0.05))
-register(Metric("ct", "C_T data-copying statistic (Meehan et al. 2020, the authors' test)", "", "z-score",
-                flag_below=-3.0))
-register(Metric("mifid", "memorization-informed FID (Bai et al. 2021: distance averaged over generated samples)",
-                "min", "FID (lower is better)"))
-register(Metric("label_acc", "labels kept by a translation (domain classifier)", "max", "accuracy"))
-register(Metric("l1_to_truth", "L1 distance to the known true translation", "min", "mean |error| in [-1, 1]"))
-register(Metric("cycle_l1", "L1 distance of a cycle's reconstruction", "min", "mean |error| in [-1, 1]"))
 
 
 def count(n: int) -> str:

@@ -47,16 +47,19 @@ def real_images(loaded: data.Loaded, split: str, n: int | None = None, seed: int
     return torch.cat(list(loader))
 
 
-def cache_key(dataset: str, split: str, extractor: Extractor, n: int | None, size: int) -> str:
+def cache_key(dataset: str, split: str, extractor: Extractor, n: int | None, size: int, source: str | None = None) -> str:
+    """Every parameter the statistics depend on, the data's own identity included (a changed local
+    copy, a different reference folder of the same name, never hits a stale cache)."""
     spec = {"dataset": dataset, "split": split, "extractor": extractor.name, "weights": extractor.weights_hash,
-            "n": n, "size": size, "protocol": PROTOCOL}
+            "n": n, "size": size, "protocol": PROTOCOL, "source": source}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def reference(name: str, size: int, split: str, extractor: Extractor, load, n: int | None = None) -> dict:
+def reference(name: str, size: int, split: str, extractor: Extractor, load, n: int | None = None,
+              source: str | None = None) -> dict:
     """{'features', 'logits'?, 'mu', 'sigma', 'class_counts'?, 'n', 'key', 'cached'} for a split of
     real data; `load()` returns the dataset and is called only when the cache misses."""
-    key = cache_key(name, split, extractor, n, size)
+    key = cache_key(name, split, extractor, n, size, source)
     path = paths.cache_dir("stats") / f"{name}-{split}-{extractor.name}-{key}.pt"
     if (ref := checkpoint.load_cache(path, ("features", "mu", "sigma", "n", "key"))) is not None:
         ref["cached"] = True

@@ -23,7 +23,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recipes.base import BaseConfig, BCEGANMixin, Trainer
+from recipes import registry
+from recipes.base import Trainer
+from recipes.bce import BCEGANMixin
+from recipes.config import BaseConfig
 from suite.data import DataInfo
 from suite.core.errors import ConfigError
 
@@ -114,3 +117,9 @@ class CNNGANTrainer(BCEGANMixin, Trainer):
             fake = self.G(self.noise(n))
         out.update(self.d_step(real, fake, scale=0.5))
         return out
+
+
+registry.register_family("cnn_gan", Config, CNNGANTrainer)
+registry.register_recipe("cnn_gan_mnist", "cnn_gan", "mnist", "Lightning lecture CNN GAN on MNIST 28x28 (seed 003)")
+registry.register_recipe("cnn_gan_fashion", "cnn_gan", "fashion_mnist", "Lecture CNN GAN on Fashion-MNIST 28x28",
+                         {"epochs": 5}, True)

@@ -19,7 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recipes.base import BaseConfig, Trainer, init_normal_, make_optimizer, sampling, set_requires_grad
+from recipes import registry
+from recipes.base import Trainer
+from recipes.config import BaseConfig, make_optimizer
+from recipes.layers import init_normal_, sampling, set_requires_grad
 from suite.data import DataInfo
 from suite.core.errors import ConfigError
 
@@ -246,3 +249,11 @@ class CycleGANTrainer(Trainer):
     def load_extra_state(self, state: dict) -> None:
         self.pool_a.load(state.get("pool_a"))
         self.pool_b.load(state.get("pool_b"))
+
+
+registry.register_family("cyclegan", Config, CycleGANTrainer)
+registry.register_recipe("cyclegan_horse2zebra", "cyclegan", "horse2zebra", "CycleGAN horse <-> zebra 256x256, batch 1")
+registry.register_recipe("cyclegan_fashion", "cyclegan", "fashion_unpaired",
+                         "CycleGAN Fashion-MNIST <-> restyled Fashion-MNIST (disjoint halves, 1k each) 32x32, ngf=ndf=32",
+                         {"image_size": 32, "load_size": 36, "ngf": 32, "ndf": 32, "train_subset": 1000, "epochs": 6,
+                          "decay_start_epoch": 3, "sample_every": 500, "checkpoint_every": 1000}, True)

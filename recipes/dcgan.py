@@ -18,7 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recipes.base import BaseConfig, BCEGANMixin, Trainer, init_normal_
+from recipes import registry
+from recipes.base import Trainer
+from recipes.bce import BCEGANMixin
+from recipes.config import BaseConfig
+from recipes.layers import init_normal_
 from suite.data import DataInfo
 from suite.core.errors import ConfigError
 
@@ -124,3 +128,14 @@ class DCGANTrainer(BCEGANMixin, Trainer):
         out = self.d_step(real, fake)
         out.update(self.g_step(fake))
         return out
+
+
+registry.register_family("dcgan", Config, DCGANTrainer)
+registry.register_recipe("dcgan_celeba", "dcgan", "celeba", "PyTorch DCGAN tutorial on CelebA 64x64 (seed 000)")
+registry.register_recipe("dcgan_lsun", "dcgan", "lsun_bedroom", "DCGAN paper on LSUN bedrooms 64x64")
+# CPU-sized: 32 px, half the widths (shared with the WGAN recipes, which use these networks)
+SMALL = {"image_size": 32, "ngf": 32, "ndf": 32, "sample_every": 200, "checkpoint_every": 500}
+registry.register_recipe("dcgan_fashion", "dcgan", "fashion_mnist", "DCGAN on Fashion-MNIST 32x32, ngf=ndf=32",
+                         {**SMALL, "epochs": 2}, True)
+registry.register_recipe("dcgan_digits", "dcgan", "digits", "DCGAN on scikit-learn digits 32x32, ngf=ndf=32",
+                         {**SMALL, "epochs": 100}, True)

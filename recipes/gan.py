@@ -17,7 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recipes.base import BaseConfig, BCEGANMixin, Trainer
+from recipes import registry
+from recipes.base import Trainer
+from recipes.bce import BCEGANMixin
+from recipes.config import BaseConfig
 from suite.data import DataInfo
 from suite.core.errors import ConfigError
 
@@ -80,6 +83,7 @@ class Discriminator(nn.Module):
 
 
 class GANTrainer(BCEGANMixin, Trainer):
+    min_batch = 2  # BatchNorm1d in G: one sample has no batch statistics
     data_kinds = ("image", "points")
 
     def __init__(self, cfg: Config, info: DataInfo, device):
@@ -92,8 +96,9 @@ class GANTrainer(BCEGANMixin, Trainer):
     def noise(self, n, generator=None):
         return torch.randn(n, self.cfg.nz, generator=generator).to(self.device)
 
-    def batches_per_step(self, step: int) -> int:
-        return self.cfg.d_steps
+    @classmethod
+    def batches_through(cls, cfg: Config, steps: int) -> int:
+        return steps * cfg.d_steps  # k D updates per G update, each on a fresh real batch
 
     def train_step(self, next_batch):
         for _ in range(self.cfg.d_steps):  # Algorithm 1: k D updates, fresh noise each
@@ -103,3 +108,13 @@ class GANTrainer(BCEGANMixin, Trainer):
             out = self.d_step(real, fake)
         out.update(self.g_step(self.G(self.noise(real.shape[0]))))
         return out
+
+
+registry.register_family("gan", Config, GANTrainer)
+registry.register_recipe("gan_mnist", "gan", "mnist", "Goodfellow et al. MLP GAN on MNIST 28x28 (seed 002)")
+# CPU-sized: the 2D mode-count toys (VEEGAN/PacGAN) and Fashion-MNIST
+TOY = {"output_activation": "none", "g_hidden": (128, 128, 128), "d_hidden": (128, 128), "n_sample": 2000,
+       "epochs": 20, "sample_every": 1000, "checkpoint_every": 2000}
+registry.register_recipe("gan_ring8", "gan", "ring8", "MLP GAN on a ring of 8 Gaussians (mode-count toy)", TOY, True)
+registry.register_recipe("gan_grid25", "gan", "grid25", "MLP GAN on a 5x5 grid of Gaussians (mode-count toy)", TOY, True)
+registry.register_recipe("gan_fashion", "gan", "fashion_mnist", "MLP GAN on Fashion-MNIST 28x28", {"epochs": 10}, True)

@@ -1,29 +1,37 @@
-"""Named recipes: a family + a dataset + size overrides, nothing more.
+"""The registration door for families and named recipes: the built-in ones (each family file
+registers itself and its recipes at its end) and plugins use the same two calls.
 
     python -m suite list
-    python -m suite show wgan_lsun --set lr_d=1e-4
+    python -m suite list --plugin examples/plugins/wgan_gp.py
 
-Paper-sized recipes keep every family default. CPU-sized ones change only size knobs (image
-size, widths, length, dataset) so that they train on data that exists offline.
+A family is its `Config` dataclass (a BaseConfig with the paper's values, every field typed) and
+its `Trainer`; a named recipe is a family + a dataset + size overrides + a one-line note.
+Registration checks the contract and says in one line what is wrong.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 
-from recipes import cnn_gan, cyclegan, dcgan, gan, wgan
-from recipes.base import BaseConfig, Trainer, apply_overrides, validate
-from suite.core.errors import ConfigError
+from recipes.base import Trainer
+from recipes.config import BaseConfig, apply_overrides, validate
+from suite.core.errors import ConfigError, PluginError
+from suite.core.registration import check_name, origin
 
-FAMILIES: dict[str, tuple[type[BaseConfig], type[Trainer]]] = {
-    "gan": (gan.Config, gan.GANTrainer),
-    "cnn_gan": (cnn_gan.Config, cnn_gan.CNNGANTrainer),
-    "dcgan": (dcgan.Config, dcgan.DCGANTrainer),
-    "wgan": (wgan.Config, wgan.WGANTrainer),
-    "cyclegan": (cyclegan.Config, cyclegan.CycleGANTrainer),
-}
+SCALARS = (bool, int, float, str)
+KINDS = ("image", "points", "translation")
+DATA_KINDS = ("image", "points", "unpaired")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config: type[BaseConfig]
+    trainer: type[Trainer]
+    origin: dict = field(default_factory=dict)  # where a plugin family came from (empty: built in)
 
 
 @dataclass(frozen=True)
@@ -34,26 +42,99 @@ class Recipe:
     summary: str
     overrides: dict = field(default_factory=dict)
     cpu_sized: bool = False
+    origin: dict = field(default_factory=dict)
 
     def config(self) -> BaseConfig:
-        cfg_cls = FAMILIES[self.family][0]
-        return apply_overrides(cfg_cls(), {"dataset": self.dataset, **self.overrides})
+        return apply_overrides(FAMILIES[self.family].config(), {"dataset": self.dataset, **self.overrides})
 
 
+FAMILIES: dict[str, Family] = {}
 RECIPES: dict[str, Recipe] = {}
 
 
-def register(recipe: Recipe) -> None:
-    if recipe.name in RECIPES or recipe.family not in FAMILIES:
-        raise ValueError(f"bad recipe registration: {recipe.name}")
-    RECIPES[recipe.name] = recipe
+def _check_config(name: str, config) -> None:
+    if not (isinstance(config, type) and issubclass(config, BaseConfig) and "__dataclass_fields__" in vars(config)):
+        raise PluginError(f"family '{name}': its Config must be a @dataclass subclass of recipes.BaseConfig, "
+                          f"got {config!r}")
+    own = config.__dict__.get("__annotations__", {})
+    for attr, value in vars(config).items():  # a class attribute with a default but no annotation is no field
+        if not attr.startswith("_") and attr not in own and not callable(value) and attr != "family" and \
+                not isinstance(value, (classmethod, staticmethod, property)) and attr not in BaseConfig.__dict__:
+            raise PluginError(f"family '{name}': Config.{attr} has no type annotation (write `{attr}: "
+                              f"{type(value).__name__} = {value!r}`), so --set could not parse it")
+    try:
+        hints = typing.get_type_hints(config)
+    except Exception as e:  # noqa: BLE001 - an annotation that does not resolve
+        raise PluginError(f"family '{name}': Config's annotations do not resolve ({type(e).__name__}: {e})") from None
+    for f in dataclasses.fields(config):
+        kind = hints[f.name]
+        args = typing.get_args(kind)
+        ok = kind in SCALARS or (typing.get_origin(kind) is tuple and all(a in SCALARS or a is Ellipsis for a in args))
+        if not ok:
+            raise PluginError(f"family '{name}': Config.{f.name} is typed {kind!r}; fields must be bool, int, float, "
+                              "str or a tuple of them (what --set, MLflow params and Optuna can carry)")
+    if config.family not in ("", name):
+        raise PluginError(f"family '{name}': its Config says family = {config.family!r}")
+    try:
+        config()
+    except Exception as e:  # noqa: BLE001 - the defaults themselves are broken
+        raise PluginError(f"family '{name}': Config() fails with its defaults ({type(e).__name__}: {e})") from None
+
+
+def _check_trainer(name: str, trainer) -> None:
+    if not (isinstance(trainer, type) and issubclass(trainer, Trainer)):
+        raise PluginError(f"family '{name}': its Trainer must be a subclass of recipes.Trainer, got {trainer!r}")
+    if trainer.train_step is Trainer.train_step:
+        raise PluginError(f"family '{name}': {trainer.__name__} does not implement train_step(next_batch)")
+    if trainer.kind not in KINDS:
+        raise PluginError(f"family '{name}': {trainer.__name__}.kind must be one of {', '.join(KINDS)}, got {trainer.kind!r}")
+    if trainer.kind != "translation" and trainer.noise is Trainer.noise:
+        raise PluginError(f"family '{name}': {trainer.__name__} does not implement noise(n, generator) (latents for G)")
+    if not trainer.data_kinds or any(k not in DATA_KINDS for k in trainer.data_kinds):
+        raise PluginError(f"family '{name}': {trainer.__name__}.data_kinds must name some of {', '.join(DATA_KINDS)}")
+    if not isinstance(trainer.min_batch, int) or trainer.min_batch < 1:
+        raise PluginError(f"family '{name}': {trainer.__name__}.min_batch must be an int >= 1")
+    if not all(isinstance(k, str) for k in trainer.progress_keys):
+        raise PluginError(f"family '{name}': {trainer.__name__}.progress_keys must be a tuple of strings")
+
+
+def register_family(name: str, config: type[BaseConfig], trainer: type[Trainer]) -> Family:
+    """Make a family known to every command: `suite list/show/run/tune/benchmark/report`."""
+    check_name("family", name, FAMILIES)
+    _check_config(name, config)
+    _check_trainer(name, trainer)
+    if not config.family:
+        config.family = name
+    FAMILIES[name] = Family(name, config, trainer, origin())
+    return FAMILIES[name]
+
+
+def register_recipe(name: str, family: str, dataset: str, summary: str, overrides: dict | None = None,
+                    cpu_sized: bool = False) -> Recipe:
+    """A named recipe: `family` with `dataset` and size overrides (checked against its Config)."""
+    check_name("recipe", name, RECIPES)
+    if family not in FAMILIES:
+        raise PluginError(f"recipe '{name}': no family '{family}' is registered (register the family first)")
+    recipe = Recipe(name, family, dataset, summary, dict(overrides or {}), cpu_sized, origin())
+    try:
+        recipe.config()
+    except ConfigError as e:
+        raise PluginError(f"recipe '{name}': {e}") from None
+    RECIPES[name] = recipe
+    return recipe
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"no family '{name}' is registered (a plugin's family needs its --plugin)")
+    return FAMILIES[name]
 
 
 def get(name: str) -> Recipe:
     if name not in RECIPES:
         near = difflib.get_close_matches(name, RECIPES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise ConfigError(f"unknown recipe '{name}'{hint} (see `python -m suite list`)")
+        raise ConfigError(f"unknown recipe '{name}'{hint} (see `python -m suite list`; a plugin's recipes need its --plugin)")
     return RECIPES[name]
 
 
@@ -62,41 +143,9 @@ def resolve(name: str, overrides: dict[str, object] | None = None) -> BaseConfig
     return validate(apply_overrides(get(name).config(), overrides or {}))
 
 
-def config_from_dict(family: str, values: dict) -> BaseConfig:
+def config_from_dict(family_name: str, values: dict) -> BaseConfig:
     """Rebuild a saved config (e.g. a resumed run's config.json)."""
-    cfg_cls = FAMILIES[family][0]
+    cfg_cls = family(family_name).config
     names = {f.name for f in dataclasses.fields(cfg_cls)}
     return validate(apply_overrides(cfg_cls(), {k: (tuple(v) if isinstance(v, list) else v)
                                                 for k, v in values.items() if k in names}))
-
-
-# --- paper-sized recipes (need the dataset locally; see `python -m suite list`)
-register(Recipe("gan_mnist", "gan", "mnist", "Goodfellow et al. MLP GAN on MNIST 28x28 (seed 002)"))
-register(Recipe("cnn_gan_mnist", "cnn_gan", "mnist", "Lightning lecture CNN GAN on MNIST 28x28 (seed 003)"))
-register(Recipe("dcgan_celeba", "dcgan", "celeba", "PyTorch DCGAN tutorial on CelebA 64x64 (seed 000)"))
-register(Recipe("dcgan_lsun", "dcgan", "lsun_bedroom", "DCGAN paper on LSUN bedrooms 64x64"))
-register(Recipe("wgan_lsun", "wgan", "lsun_bedroom", "WGAN (clipping, RMSprop, n_critic 5) on LSUN bedrooms 64x64",
-                {"n_extra_layers": 1}))
-register(Recipe("cyclegan_horse2zebra", "cyclegan", "horse2zebra", "CycleGAN horse <-> zebra 256x256, batch 1"))
-
-# --- CPU-sized recipes on offline data
-_TOY = {"output_activation": "none", "g_hidden": (128, 128, 128), "d_hidden": (128, 128), "n_sample": 2000,
-        "epochs": 20, "sample_every": 1000, "checkpoint_every": 2000}
-register(Recipe("gan_ring8", "gan", "ring8", "MLP GAN on a ring of 8 Gaussians (mode-count toy)", _TOY, True))
-register(Recipe("gan_grid25", "gan", "grid25", "MLP GAN on a 5x5 grid of Gaussians (mode-count toy)", _TOY, True))
-register(Recipe("gan_fashion", "gan", "fashion_mnist", "MLP GAN on Fashion-MNIST 28x28", {"epochs": 10}, True))
-register(Recipe("cnn_gan_fashion", "cnn_gan", "fashion_mnist", "Lecture CNN GAN on Fashion-MNIST 28x28",
-                {"epochs": 5}, True))
-_SMALL_DC = {"image_size": 32, "ngf": 32, "ndf": 32, "sample_every": 200, "checkpoint_every": 500}
-register(Recipe("dcgan_fashion", "dcgan", "fashion_mnist", "DCGAN on Fashion-MNIST 32x32, ngf=ndf=32",
-                {**_SMALL_DC, "epochs": 2}, True))
-register(Recipe("wgan_fashion", "wgan", "fashion_mnist", "WGAN on Fashion-MNIST 32x32, ngf=ndf=32",
-                {**_SMALL_DC, "epochs": 5}, True))
-register(Recipe("dcgan_digits", "dcgan", "digits", "DCGAN on scikit-learn digits 32x32, ngf=ndf=32",
-                {**_SMALL_DC, "epochs": 100}, True))
-register(Recipe("wgan_digits", "wgan", "digits", "WGAN on scikit-learn digits 32x32, ngf=ndf=32",
-                {**_SMALL_DC, "epochs": 200}, True))
-register(Recipe("cyclegan_fashion", "cyclegan", "fashion_unpaired",
-                "CycleGAN Fashion-MNIST <-> restyled Fashion-MNIST (disjoint halves, 1k each) 32x32, ngf=ndf=32",
-                {"image_size": 32, "load_size": 36, "ngf": 32, "ndf": 32, "train_subset": 1000, "epochs": 6,
-                 "decay_start_epoch": 3, "sample_every": 500, "checkpoint_every": 1000}, True))

@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
-from recipes.base import BaseConfig, Trainer, make_optimizer, set_requires_grad
-from recipes.dcgan import build_networks, check_dcgan_sizes
+from recipes import registry
+from recipes.base import Trainer
+from recipes.config import BaseConfig, make_optimizer
+from recipes.layers import set_requires_grad
+from recipes.dcgan import SMALL, build_networks, check_dcgan_sizes
 from suite.data import DataInfo
 from suite.core.errors import ConfigError
 
@@ -110,8 +113,14 @@ class WGANTrainer(Trainer):
             set_requires_grad(self.D, True)
         return loss.detach()
 
-    def batches_per_step(self, step: int) -> int:
-        return critic_iters(self.cfg, step)  # each critic update draws a fresh real batch
+    @classmethod
+    def batches_through(cls, cfg: Config, steps: int) -> int:
+        """Each critic update draws a fresh real batch: `critic_iters` summed over the first
+        `steps` generator iterations, in closed form."""
+        bursts = min(steps, cfg.burst_first)
+        if cfg.burst_every and steps > cfg.burst_first:  # multiples of burst_every in [burst_first, steps)
+            bursts += -(-steps // cfg.burst_every) - -(-cfg.burst_first // cfg.burst_every)
+        return bursts * cfg.critic_burst + (steps - bursts) * cfg.n_critic
 
     def train_step(self, next_batch):
         k = critic_iters(self.cfg, self.step)
@@ -126,3 +135,12 @@ class WGANTrainer(Trainer):
             for opt in self.optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] /= 10
+
+
+registry.register_family("wgan", Config, WGANTrainer)
+registry.register_recipe("wgan_lsun", "wgan", "lsun_bedroom",
+                         "WGAN (clipping, RMSprop, n_critic 5) on LSUN bedrooms 64x64", {"n_extra_layers": 1})
+registry.register_recipe("wgan_fashion", "wgan", "fashion_mnist", "WGAN on Fashion-MNIST 32x32, ngf=ndf=32",
+                         {**SMALL, "epochs": 5}, True)
+registry.register_recipe("wgan_digits", "wgan", "digits", "WGAN on scikit-learn digits 32x32, ngf=ndf=32",
+                         {**SMALL, "epochs": 200}, True)

@@ -72,11 +72,14 @@ def _check_writable(target: Path) -> None:
         raise ConfigError(f"cannot write the report to {target}: {why}")
 
 
+FORMATS = ("html", "md")  # the CLI's --format choices
+
+
 def main(run_ids, experiment, study, out: str | None, fmt: str, log: bool = True, bench: str | None = None) -> Path:
     chosen = sum(bool(x) for x in (run_ids, experiment, study, bench))
     if chosen != 1:
         raise ConfigError("report needs RUN_ID [RUN_ID ...], or --experiment NAME, --study NAME or --benchmark NAME")
-    if fmt not in ("html", "md"):
+    if fmt not in FORMATS:
         raise ConfigError(f"--format must be html or md, got '{fmt}'")
     target = Path(out or f"report.{fmt}")
     _check_writable(target)  # before minutes of report building; creates nothing

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from recipes import registry
-from recipes.base import sampling
+from recipes.layers import sampling
 from suite import data
 from suite.core import images
 
@@ -21,7 +21,7 @@ def load_generator(gen_ckpt: dict):
     spec = data.get_spec(cfg.dataset)
     shape = gen_ckpt.get("shape") or ((2,) if spec.kind == "points" else (spec.channels, cfg.image_size, cfg.image_size))
     info = data.DataInfo(cfg.dataset, gen_ckpt.get("kind", spec.kind), tuple(shape), 1, 1)
-    trainer = registry.FAMILIES[family][1](cfg, info, "cpu")
+    trainer = registry.family(family).trainer(cfg, info, "cpu")
     for name, state in gen_ckpt["generator"].items():
         trainer.modules[name].load_state_dict(state)
     return trainer

@@ -48,7 +48,7 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
     out.append(overview)
 
     losses = Section("Training curves", level=3)
-    trainer = registry.FAMILIES[family][1] if family in registry.FAMILIES else Trainer
+    trainer = registry.FAMILIES[family].trainer if family in registry.FAMILIES else Trainer
     for title, ylabel, keys, hlines in trainer.loss_panels:
         series = {k: tracking.history(rid, k) for k in keys if k in run.data.metrics}
         if series:

@@ -27,7 +27,7 @@ import torch
 from optuna.trial import TrialState
 
 from evaluation import metrics, seeds
-from suite import harness
+from suite import harness, run_setup
 from suite.core import signals, tracking
 from suite.core.errors import ConfigError, Stopped, SuiteError
 from suite.core.tracking import Tracker
@@ -43,7 +43,7 @@ SEARCH_SEED = 16  # of the random search's draws (a constant: every host draws t
 class BenchmarkSpec:
     specs: list[str]
     seeds: int = 5
-    trials: int = 0  # > 0: random search, trial t = seed t with learning rates drawn for t (Lucic et al. 2018)
+    trials: int | None = None  # random search: trial t = seed t with learning rates drawn for t (Lucic et al. 2018)
     max_steps: int | None = None
     sets: dict = field(default_factory=dict)  # --set, applied to every spec
     metrics: list[str] = field(default_factory=list)  # compared besides the primary
@@ -71,6 +71,8 @@ def parse_spec(text: str) -> tuple[str, dict[str, str]]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"spec '{text}': overrides are key=value, got '{item}'")
+        if key.strip() in overrides:
+            raise ConfigError(f"spec '{text}' sets {key.strip()} twice")
         overrides[key.strip()] = value.strip()
     return recipe.strip(), overrides
 
@@ -78,7 +80,7 @@ def parse_spec(text: str) -> tuple[str, dict[str, str]]:
 def resolved(b: BenchmarkSpec, label: str, seed: int = 0):
     recipe, overrides = parse_spec(label)
     try:
-        return harness.resolve_config(recipe, {**b.sets, **overrides}, seed, b.max_steps)
+        return run_setup.resolve_config(recipe, {**b.sets, **overrides}, seed, b.max_steps)
     except ConfigError as e:
         raise ConfigError(f"spec '{label}': {e}") from None
 
@@ -118,7 +120,7 @@ def validate(b: BenchmarkSpec) -> None:
         raise ConfigError("benchmark needs at least one SPEC (a recipe, optionally RECIPE:key=value,...)")
     if len(set(b.specs)) != len(b.specs):
         raise ConfigError("a spec is named twice")
-    if b.trials:
+    if b.trials is not None:
         if b.trials < 2:
             raise ConfigError(f"--trials {b.trials}: a budget curve needs at least 2 trials")
         b.seeds = b.trials  # trial t trains with seed t
@@ -129,8 +131,13 @@ def validate(b: BenchmarkSpec) -> None:
         raise ConfigError("--workers must be >= 1")
     if b.test not in seeds.TESTS:
         raise ConfigError(f"--test must be one of {', '.join(seeds.TESTS)}, got '{b.test}'")
-    for label in b.specs:
-        resolved(b, label)  # unknown recipes, keys and values: one line before anything runs
+    configs = {}
+    for label in b.specs:  # unknown recipes, keys and values: one line before anything runs
+        cfg = dataclasses.asdict(resolved(b, label))
+        if same := next((other for other, c in configs.items() if c == cfg), None):
+            raise ConfigError(f"specs '{same}' and '{label}' are the same config under two labels: a benchmark "
+                              "would compare it with itself")
+        configs[label] = cfg
     for m in b.metrics:
         if metrics.lookup(m) is None and m not in metrics.METRICS:
             raise ConfigError(f"--metric '{m}' is not an evaluation metric (see evaluation/metrics.py)")
@@ -189,7 +196,7 @@ def prepare(b: BenchmarkSpec):
     parent = wait_for_parent(study, "--name", setup)
     saved = study.user_attrs.get("benchmark", {})
     for key in ("max_steps", "sets", "trials", "test"):  # reusing cells trained otherwise would mix protocols
-        if key in saved and saved[key] != getattr(b, key):
+        if key in saved and (saved[key] or None) != (getattr(b, key) or None):
             raise ConfigError(f"benchmark '{b.name}' exists with {key} = {saved[key]!r}, not {getattr(b, key)!r}; "
                               "use another --name")
     Tracker.attach(parent).mark_running()
@@ -242,7 +249,7 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
         run["id"] = tracker.run_id
         trial.set_user_attr("mlflow_run_id", tracker.run_id)
 
-    req = harness.RunRequest(
+    req = run_setup.RunRequest(
         recipe=recipe, overrides=overrides, seed=c["seed"], max_steps=b.max_steps, device=b.device,
         data_root=b.data_root, progress=False, parent_run_id=parent_id, experiment=EXPERIMENT,
         run_name=f"{b.name}-{c['spec']}-s{c['seed']}", on_start=on_start,

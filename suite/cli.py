@@ -4,15 +4,17 @@
     python -m suite show dcgan_fashion --set lr_d=1e-4
     python -m suite run dcgan_fashion --max-steps 200 --seed 1
     python -m suite run --resume RUN_ID
+    python -m suite run wgangp_fashion --plugin examples/plugins/wgan_gp.py
 
-Every user-facing error is a SuiteError: one line on stderr, exit 2, no traceback. Choices
-and defaults come from the registries (recipes, datasets, extractors, samplers, pruners).
+It parses arguments and prints; the work is done by `suite.api`, which Python callers use too.
+Every user-facing error is a SuiteError: one line on stderr, exit 2, no traceback. Choices and
+defaults come from the registries (recipes, datasets, extractors, checkpoints, formats, samplers,
+pruners, tests), after the plugins named by --plugin have registered theirs.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -22,16 +24,14 @@ from pathlib import Path
 
 from evaluation import classifier, features, samples, seeds
 from evaluation.defaults import DEFAULTS
-from evaluation.evaluate import MIN_SAMPLES, Context, Options, min_samples_reason
 from recipes import registry
 from reports import build
-from suite import benchmark, data, harness, summary, ui
-from suite.core import tracking
-from suite.tune import space as tune_space
-from suite.tune import spec as tune_spec
-from suite.tune import study as tune
+from suite import api, benchmark, data, summary, ui
+from suite.core import signals, tracking
 from suite.core.errors import ConfigError, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
+from suite.tune import spec as tune_spec
+from suite.tune import study as tune
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,69 +58,56 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 
 
 def cmd_list(args) -> int:
-    rows = []
-    for r in registry.RECIPES.values():
-        cfg = r.config()
-        spec = data.get_spec(r.dataset)
-        size = "2D" if spec.kind == "points" else f"{cfg.image_size or spec.native_size}px"
-        rows.append((r.name, r.family, r.dataset, size, "cpu" if r.cpu_sized else "paper", r.summary))
+    table = api.list_recipes()
+    rows = [tuple(str(v) for v in r) for r in table[["recipe", "family", "dataset", "size", "scale", "summary"]].itertuples(index=False)]
     header = ("recipe", "family", "dataset", "size", "scale", "")
-    widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(5)]
-    for row in [header] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
+    widths = [max(len(x[i]) for x in rows + [header]) for i in range(5)]
+    for row, plugin in zip([header] + rows, [""] + list(table["plugin"])):
+        print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] + (f"  [plugin {plugin}]" if plugin else ""))
     return 0
 
 
 def cmd_show(args) -> int:
-    cfg = harness.resolve_config(args.recipe, parse_sets(args.set), args.seed, args.max_steps)
-    print(json.dumps({"recipe": args.recipe, "family": registry.get(args.recipe).family,
-                      "config": dataclasses.asdict(cfg)}, indent=2))
+    print(json.dumps(api.show(args.recipe, args.seed, args.max_steps, **parse_sets(args.set)), indent=2))
     return 0
 
 
 def cmd_run(args) -> int:
-    if not args.recipe and not args.resume:
-        raise ConfigError("run needs a RECIPE (see `python -m suite list`) or --resume RUN_ID")
-    if args.recipe and args.resume:
-        raise ConfigError("give either a RECIPE or --resume RUN_ID, not both")
-    req = harness.RunRequest(
-        recipe=args.recipe, overrides=parse_sets(args.set), seed=args.seed, device=args.device,
-        max_steps=args.max_steps, data_root=args.data_root, download=args.download, resume=args.resume,
-        evaluate=not args.no_eval)
-    run_id = harness.train(req)
+    result = api.run(args.recipe, resume=args.resume, seed=args.seed, device=args.device, max_steps=args.max_steps,
+                     data_root=args.data_root, download=args.download, evaluate=not args.no_eval,
+                     allow_changed_plugin=args.allow_changed_plugin, **parse_sets(args.set))
     if not args.quiet:
-        print("\n".join(summary.run_summary(run_id)), file=sys.stderr, flush=True)
-    print(run_id)
+        print("\n".join(summary.run_summary(result.run_id)), file=sys.stderr, flush=True)
+    print(result.run_id)
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    given = [name for name, v in (("RUN_ID", args.run_id), ("--samples", args.samples), ("--generator", args.generator))
+             if v]
+    if len(given) != 1:
+        raise ConfigError("evaluate needs one of RUN_ID, --samples FILE or --generator FILE.py:callable"
+                          + (f" (got {' and '.join(given)})" if given else ""))
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be a positive number of samples, got {args.n}")
-    if args.samples:
-        if not args.dataset:
-            raise ConfigError("--samples needs --dataset NAME (the reference data)")
-        if args.run_id:
-            raise ConfigError("give either RUN_ID or --samples FILE, not both")
-        _, kind, shape = samples.sample_format(args.dataset)
-        x = samples.load_samples(args.samples)
-        if args.n:
-            x = x[: args.n]
-        samples.check_samples(x, kind, shape)  # before a feature network is built or trained
-        if len(x) < MIN_SAMPLES:
-            raise ConfigError(f"{args.samples} holds {len(x)} samples: {min_samples_reason()}")
-        opts = Options(n=len(x), extractor=args.extractor, device=args.device, data_root=args.data_root,
-                       inception_weights=args.inception_weights)
-        result = Context.shared(args.dataset, opts).evaluate(x, full=True)
-        if args.json:
-            print(dump_json(result.to_json()))
-        else:
-            _print_result(result)
+    if args.run_id:
+        out = evaluate_run(args.run_id, args.checkpoint, args.n, args.device)
+        print(dump_json(out, indent=None if args.json else 2))
         return 0
-    if not args.run_id:
-        raise ConfigError("evaluate needs a RUN_ID or --samples FILE --dataset NAME")
-    out = evaluate_run(args.run_id, args.checkpoint, args.n, args.device)
-    print(dump_json(out, indent=None if args.json else 2))
+    if not args.dataset and not args.reference:
+        raise ConfigError(f"{given[0]} needs the reference: --dataset NAME or --reference FOLDER|FILE")
+    generated = args.samples
+    if args.generator:
+        if not args.n:
+            raise ConfigError("--generator needs --n N (how many samples to draw)")
+        generated = api.sample_generator(args.generator, args.weights, args.n, args.latent_dim, args.device)
+    result = api.evaluation_result(generated, args.reference, dataset=args.dataset, n=args.n, extractor=args.extractor,
+                                   device=args.device, data_root=args.data_root, reference_name=args.reference_name,
+                                   inception_weights=args.inception_weights, value_range=args.range)
+    if args.json:
+        print(dump_json(result.to_json()))
+    else:
+        _print_result(result)
     return 0
 
 
@@ -159,20 +146,16 @@ def _print_result(result) -> None:
 
 
 def cmd_train_classifier(args) -> int:
-    _, meta = classifier.load_or_train(args.dataset)
-    print(json.dumps({k: meta[k] for k in ("dataset", "arch", "test_accuracy", "weights_hash")}))
+    print(json.dumps(api.train_classifier(args.dataset)))
     return 0
 
 
 def cmd_tune(args) -> int:
-    overrides = parse_sets(args.set)
-    cfg = harness.resolve_config(args.recipe, overrides, max_steps=args.max_steps)
-    spec = tune_spec.StudySpec(
-        recipe=args.recipe, trials=args.trials, timeout=args.timeout, params=tune_space.parse_space(args.params, cfg),
-        metric=args.metric, direction=args.direction, storage=args.storage, study_name=args.study_name,
-        workers=args.workers, pruner=args.pruner, sampler=args.sampler, seed=args.seed, overrides=overrides,
-        max_steps=args.max_steps, device=args.device, data_root=args.data_root)
-    result = tune.tune(spec)
+    result = api.tune(args.recipe, trials=args.trials, params=args.params, max_steps=args.max_steps,
+                      overrides=parse_sets(args.set), timeout=args.timeout, metric=args.metric,
+                      direction=args.direction, storage=args.storage, study_name=args.study_name,
+                      workers=args.workers, pruner=args.pruner, sampler=args.sampler, seed=args.seed or 0,
+                      device=args.device, data_root=args.data_root)
     if not args.quiet:
         print("\n".join(summary.study_summary(result)), file=sys.stderr, flush=True)
     print(dump_json(result))
@@ -184,15 +167,11 @@ def cmd_tune_worker(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    spec = benchmark.BenchmarkSpec(
-        specs=args.specs, seeds=args.seeds, trials=args.trials or 0, max_steps=args.max_steps, sets=parse_sets(args.set),
-        metrics=args.metric or [], baseline=args.baseline, test=args.test, name=args.name, storage=args.storage,
-        workers=args.workers, device=args.device, data_root=args.data_root)
-    out = benchmark.benchmark(spec)
-    if args.json:
-        print(json.dumps(benchmark.clean(out)))
-    else:
-        print(benchmark.render(out))
+    out = api.benchmark(args.specs, seeds=args.seeds, trials=args.trials, max_steps=args.max_steps,
+                        sets=parse_sets(args.set), metrics=args.metric or [], baseline=args.baseline, test=args.test,
+                        name=args.name, storage=args.storage, workers=args.workers, device=args.device,
+                        data_root=args.data_root).raw
+    print(json.dumps(benchmark.clean(out)) if args.json else benchmark.render(out))
     return 0
 
 
@@ -229,73 +208,92 @@ def cmd_bench(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def quiet_arg(s) -> None:
-    s.add_argument("--quiet", action="store_true", help="no summary at the end (stdout is the same either way)")
+def _groups() -> dict[str, argparse.ArgumentParser]:
+    """Argument groups several commands share, each defined once (argparse parents)."""
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument("--plugin", action="append", metavar="FILE.py|MODULE",
+                        help="load a plugin's families, recipes, datasets, extractors, metrics (repeatable; also "
+                             "SUITE_PLUGINS and installed `gan_suite.plugins` entry points)")
+    machine = argparse.ArgumentParser(add_help=False)
+    machine.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"), help="cpu | cuda | cuda:N")
+    machine.add_argument("--data-root", help="folder holding local datasets (or set SUITE_DATA_ROOT)")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    config.add_argument("--seed", type=int, help="random seed (default: the recipe's, 0)")
+    config.add_argument("--max-steps", type=int, help="stop after N generator iterations")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no summary at the end (stdout is the same either way)")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--storage", help="Optuna storage URL: sqlite:///f.db, postgresql://..., journal:///f.log "
+                                         "(default SUITE_HOME/optuna.db)")
+    store.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    return {"plugin": plugin, "machine": machine, "config": config, "quiet": quiet, "store": store}
+
+
+PUBLIC = ("list", "show", "run", "evaluate", "tune", "benchmark", "report", "ui", "bench", "train-classifier")
 
 
 def build_parser() -> Parser:
+    """Choices come from the registries as they stand (plugins loaded first: see `main`)."""
+    g = _groups()
     p = Parser(prog="python -m suite", description="GAN benchmark suite: faithful recipes, honest metrics.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{" + ",".join(PUBLIC) + "}")
+    recipe_help = f"one of the {len(registry.RECIPES)} named recipes (python -m suite list)"
 
-    s = sub.add_parser("list", help="named recipes with family, dataset, size")
+    s = sub.add_parser("list", help="named recipes with family, dataset, size", parents=[g["plugin"]])
     s.set_defaults(func=cmd_list)
 
-    def config_args(s):
-        s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-        s.add_argument("--seed", type=int, help="random seed (default: the recipe's, 0)")
-        s.add_argument("--max-steps", type=int, help="stop after N generator iterations")
-
-    s = sub.add_parser("show", help="print the fully resolved config as JSON")
-    s.add_argument("recipe")
-    config_args(s)
+    s = sub.add_parser("show", help="print the fully resolved config as JSON", parents=[g["plugin"], g["config"]])
+    s.add_argument("recipe", type=_recipe, metavar="RECIPE", help=recipe_help)
     s.set_defaults(func=cmd_show)
 
-    s = sub.add_parser("run", help="train a recipe, logging to MLflow")
-    s.add_argument("recipe", nargs="?")
-    config_args(s)
-    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"), help="cpu | cuda | cuda:N")
-    s.add_argument("--data-root", help="folder holding local datasets (or set SUITE_DATA_ROOT)")
+    s = sub.add_parser("run", help="train a recipe, logging to MLflow",
+                       parents=[g["plugin"], g["config"], g["machine"], g["quiet"]])
+    s.add_argument("recipe", nargs="?", type=_recipe, metavar="RECIPE", help=recipe_help)
     s.add_argument("--download", action="store_true", help="download the dataset if missing (needs a network)")
     s.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last checkpoint")
+    s.add_argument("--allow-changed-plugin", action="store_true",
+                   help="resume although the family's plugin source changed since the run started")
     s.add_argument("--no-eval", action="store_true", help="skip metric evaluation during and after training")
-    quiet_arg(s)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("evaluate", help="metrics and checks for a run's checkpoint or for sample files")
+    s = sub.add_parser("evaluate", help="metrics and checks: a run's checkpoint, sample files or a generator, "
+                                        "against a dataset or any reference set", parents=[g["plugin"], g["machine"]])
     s.add_argument("run_id", nargs="?", help="an MLflow run of the suite (results are logged to it)")
-    s.add_argument("--checkpoint", default="best", help="best | last (default best)")
-    s.add_argument("--n", type=int, help=f"generated samples (default {DEFAULTS['n']})")
-    s.add_argument("--samples", help=".npy / .pt array (NxHxW, NxCxHxW; uint8 or float in [-1, 1]) or image folder")
-    s.add_argument("--dataset", help="reference dataset for --samples")
-    s.add_argument("--extractor", help=f"{' | '.join(sorted(features.EXTRACTORS))} (default: by dataset)")
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"], help="of RUN_ID (default best)")
+    s.add_argument("--n", type=int, help=f"samples (default {DEFAULTS['n']} for a run; all of --samples)")
+    s.add_argument("--samples", help="generated samples: .npy / .pt (NxHxW, NxCxHxW) or a folder of images")
+    s.add_argument("--generator", metavar="FILE.py:CALLABLE", help="a function returning your generator (an "
+                   "nn.Module from latents to images in [-1, 1]); with --weights, --n and --latent-dim")
+    s.add_argument("--weights", help="the generator's state dict (loaded with weights_only=True)")
+    s.add_argument("--latent-dim", type=int, help="latent size of --generator (default: its `latent_dim`)")
+    s.add_argument("--dataset", choices=sorted(data.DATASETS), metavar="DATASET",
+                   help=f"the reference: a registered dataset ({', '.join(sorted(data.DATASETS))})")
+    s.add_argument("--reference", metavar="FOLDER|FILE", help="the reference: any set of real images")
+    s.add_argument("--reference-name", help="name of --reference in metric names (default ref-<content hash>)")
+    s.add_argument("--range", choices=list(samples.RANGES), help="value range of float arrays (uint8 is 0-255; "
+                   "folders of images are read by their modes)")
+    s.add_argument("--extractor", choices=sorted(features.EXTRACTORS), help="feature extractor (default: by dataset)")
     s.add_argument("--inception-weights", help="local FID Inception weights file (or SUITE_INCEPTION_WEIGHTS)")
-    s.add_argument("--data-root", help="folder holding local datasets")
-    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs")
-    s.add_argument("recipe")
+    s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs",
+                       parents=[g["plugin"], g["config"], g["machine"], g["store"], g["quiet"]])
+    s.add_argument("recipe", type=_recipe, metavar="RECIPE", help=recipe_help)
     trials = tune_spec.StudySpec.trials
     s.add_argument("--trials", type=int, default=trials, help=f"trial slots in the study (default {trials})")
     s.add_argument("--timeout", type=float, help="stop claiming new trials after S seconds")
     s.add_argument("--params", help="lr_g,lr_d (default) or name:low:high[:log|:lin],...")
     s.add_argument("--metric", help="objective (default: the recipe's primary evaluation metric)")
     s.add_argument("--direction", choices=["minimize", "maximize"], help="default: inferred from the metric")
-    s.add_argument("--storage", help="Optuna storage URL: sqlite:///f.db, postgresql://..., journal:///f.log")
     s.add_argument("--study-name", help="default RECIPE-tune; an existing study is resumed/joined")
-    s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     s.add_argument("--pruner", default=tune_spec.StudySpec.pruner, choices=list(tune_spec.PRUNERS))
     s.add_argument("--sampler", default=tune_spec.StudySpec.sampler, choices=list(tune_spec.SAMPLERS))
-    s.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + i)")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed config override (repeatable)")
-    s.add_argument("--max-steps", type=int, help="training steps per trial")
-    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
-    s.add_argument("--data-root", help="folder holding local datasets")
-    quiet_arg(s)
     s.set_defaults(func=cmd_tune)
 
-    s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts")
+    s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts",
+                       parents=[g["plugin"], g["machine"], g["store"]])
     s.add_argument("specs", nargs="+", metavar="SPEC", help="RECIPE or RECIPE:key=value,key=value (its text is its label)")
     s.add_argument("--seeds", type=int, default=benchmark.BenchmarkSpec.seeds, help="seeds 0..N-1 per spec")
     s.add_argument("--trials", type=int, help="instead of --seeds: K random-search trials per spec (trial t: seed t, "
@@ -306,20 +304,18 @@ def build_parser() -> Parser:
     s.add_argument("--baseline", metavar="SPEC", help="compare every spec with this one only (fewer pairs)")
     s.add_argument("--test", default="t", choices=list(seeds.TESTS), help="paired test (default t)")
     s.add_argument("--name", help="default: the specs and seed count; an existing benchmark is resumed/joined")
-    s.add_argument("--storage", help="Optuna storage URL shared by every host (default SUITE_HOME/optuna.db)")
-    s.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    s.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"))
-    s.add_argument("--data-root", help="folder holding local datasets")
     s.add_argument("--json", action="store_true", help="print the leaderboard and comparisons as one JSON object")
     s.set_defaults(func=cmd_benchmark)
 
-    s = sub.add_parser("report", help="an HTML (or Markdown) report of runs, an experiment or a study")
+    s = sub.add_parser("report", help="an HTML (or Markdown) report of runs, an experiment or a study",
+                       parents=[g["plugin"]])
     s.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     s.add_argument("--experiment", help="every run of this MLflow experiment (a recipe name)")
     s.add_argument("--study", help="an Optuna study run by `suite tune`")
     s.add_argument("--benchmark", help="a benchmark run by `suite benchmark` (its --name)")
     s.add_argument("-o", "--output", help="output file (default report.html / report.md)")
-    s.add_argument("--format", default="html", help="html (self-contained) | md (images in a folder beside it)")
+    s.add_argument("--format", default="html", choices=list(build.FORMATS),
+                   help="html (self-contained) | md (images in a folder beside it)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("ui", help="start the MLflow UI on the suite's tracking store")
@@ -333,22 +329,49 @@ def build_parser() -> Parser:
                    help="compare with a saved benchmark run (default: the latest)")
     s.set_defaults(func=cmd_bench)
 
-    s = sub.add_parser("_tune-worker")  # internal: one worker process of `tune --workers K` (spec in SUITE_WORKER_SPEC)
+    s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
+    s.add_argument("dataset", choices=list(classifier.SUPPORTED))
+    s.set_defaults(func=cmd_train_classifier)
+
+    # internal: worker processes of `tune / benchmark --workers K` (spec and plugins in their environment)
+    s = sub.add_parser("_tune-worker")
     s.add_argument("worker_id")
     s.add_argument("deadline", nargs="?", default="")
     s.set_defaults(func=cmd_tune_worker)
-
-    s = sub.add_parser("_bench-worker")  # internal: one worker process of `benchmark --workers K` (spec in env)
+    s = sub.add_parser("_bench-worker")
     s.add_argument("worker_id")
     s.set_defaults(func=cmd_bench_worker)
-
-    s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
-    s.add_argument("dataset", help=" | ".join(classifier.SUPPORTED))
-    s.set_defaults(func=cmd_train_classifier)
     return p
 
 
+def _recipe(name: str) -> str:
+    """A registered recipe's name (the registry's own line, with near matches, when it is not)."""
+    try:
+        return registry.get(name).name
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _plugin_args(argv: list[str]) -> list[str]:
+    """The --plugin values, read before the parser is built (its choices include what they register)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append")
+    return pre.parse_known_args(argv)[0].plugin or []
+
+
+def entry() -> int:
+    """`python -m suite` and the `gan-suite` script: the suite owns this process (signals.owned)."""
+    with signals.owned():
+        return main()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; called in another program's process it leaves that process's signals as it found them."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        api.load_plugins(_plugin_args(argv))
+    except SuiteError as e:
+        return _fail(str(e), e.exit_code)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 
 from evaluation.evaluate import MIN_SAMPLES, min_samples_reason
-from suite import harness
+from suite import harness, run_setup, stored
 from suite.core.errors import ConfigError
 from suite.core.tracking import Tracker
 
@@ -22,15 +22,15 @@ def evaluate_run(run_id: str, which: str = "best", n: int | None = None, device:
     if n is not None and n < MIN_SAMPLES:
         raise ConfigError(f"--n {n}: {min_samples_reason()}")
     tracker = Tracker.attach(run_id)
-    saved = harness.training_config(tracker)
-    cfg = harness.rebuild_config(saved)
+    saved = stored.training_config(tracker)
+    cfg = stored.rebuild_config(saved)
     if n:
         cfg = dataclasses.replace(cfg, eval_n=n)
-    p = harness.prepare(saved["recipe"], cfg, device)
-    state = harness.stored_checkpoint(tracker, which, f"checkpoints/{which}.pt")
-    trainer = harness.build_trainer(p)
+    p = run_setup.prepare(saved["recipe"], cfg, device)
+    state = stored.stored_checkpoint(tracker, which, f"checkpoints/{which}.pt")
+    trainer = run_setup.build_trainer(p)
     trainer.load_state_dict(state["trainer"])
-    evaluator = harness.default_evaluator(p)
+    evaluator = run_setup.default_evaluator(p)
     if evaluator is None:
         raise ConfigError(f"no evaluator applies to run {run_id} on this machine")
     step = trainer.step

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite.core import paths, signals
+from suite.core import paths, signals, tracking
 from suite.core.errors import ConfigError
 
 
@@ -33,6 +33,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000) -> int:
         raise ConfigError(f"invalid --port {port}")
     if not port_free(host, port):
         raise ConfigError(f"port {port} on {host} is in use: pass --port N")
+    tracking.client()  # the store created (or migrated) under its lock, not by the server racing a run
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     cmd = [mlflow, "ui", "--host", host, "--port", str(port)]  # the store by environment: argv would show a password
     print(f"MLflow UI on http://{host}:{port} (store {paths.shown_uri(uri)}); Ctrl-C stops it", flush=True)

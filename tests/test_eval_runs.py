@@ -7,13 +7,13 @@ import json
 import pytest
 
 from evaluation.metrics import metric_name
-from suite import harness
+from suite import harness, run_setup
 from suite.core import paths
 from tests.helpers import TINY_DC, run_main, sets
 
 
 def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, mlflow_client):
-    req = harness.RunRequest(recipe="dcgan_digits", max_steps=12, progress=False,
+    req = run_setup.RunRequest(recipe="dcgan_digits", max_steps=12, progress=False,
                              overrides={**TINY_DC, "eval_every": 4, "eval_n": 600})
     run_id = harness.train(req)
     name = metric_name("fid", 600, "lenet", "digits", "train")
@@ -42,7 +42,7 @@ def test_training_evaluates_every_n_steps_and_keeps_best_and_last(suite_home, ml
 
 @pytest.mark.slow  # a minute: trains CycleGAN, then the Fashion-MNIST classifier judges it
 def test_cyclegan_fashion_is_judged_by_known_ground_truth(suite_home, mlflow_client):
-    req = harness.RunRequest(recipe="cyclegan_fashion", max_steps=4, progress=False,
+    req = run_setup.RunRequest(recipe="cyclegan_fashion", max_steps=4, progress=False,
                              overrides={"ngf": 4, "ndf": 4, "n_blocks": 1, "train_subset": 20, "n_sample": 2,
                                         "eval_n": 200})
     run_id = harness.train(req)
@@ -73,7 +73,7 @@ def test_evaluating_during_training_does_not_change_training(suite_home):
     from suite.core import checkpoint
 
     def weights(evaluate):
-        req = harness.RunRequest(recipe="dcgan_digits", max_steps=8, progress=False, evaluate=evaluate,
+        req = run_setup.RunRequest(recipe="dcgan_digits", max_steps=8, progress=False, evaluate=evaluate,
                                  overrides={**TINY_DC, "eval_every": 3, "eval_n": 300})
         run_id = harness.train(req)
         return checkpoint.load(paths.run_dir(run_id) / "checkpoints" / "generator.pt")["generator"]["G"]

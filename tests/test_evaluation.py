@@ -396,10 +396,12 @@ def test_evaluate_image_folder(tmp_path, suite_home, fashion):
 
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i, img in enumerate(fashion.test.x[:300, 0].add(1).mul(127.5).round().byte().numpy()):
+    pixels = fashion.test.x[:300, 0].add(1).mul(127.5).round().byte()
+    for i, img in enumerate(pixels.numpy()):
         Image.fromarray(img).save(folder / f"{i:04d}.png")
-    x = samples.load_samples(folder)
-    assert x.shape == (300, 28, 28) and x.dtype == torch.uint8
+    x = samples.load_samples(folder)  # read in [-1, 1] by their mode: 8-bit grayscale, one channel
+    assert x.shape == (300, 1, 28, 28) and x.dtype == torch.float32
+    assert torch.equal(x.add(1).mul(127.5).round().byte()[:, 0], pixels)
 
 
 # ----------------------------------------------------------------------------- Inception

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from recipes import dcgan, registry
-from suite import harness
+from suite import harness, run_setup
 from suite.core import checkpoint, paths
 from suite.core.errors import TrainingDiverged
 from tests.helpers import ROOT, TINY_DC, run_cli, run_main, sets
 
 
 def train(recipe, steps, **over):
-    req = harness.RunRequest(recipe=recipe, overrides=over, max_steps=steps, progress=False, evaluate=False)
+    req = run_setup.RunRequest(recipe=recipe, overrides=over, max_steps=steps, progress=False, evaluate=False)
     return harness.train(req)
 
 
@@ -89,7 +89,7 @@ class Diverging(dcgan.DCGANTrainer):
 
 
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(suite_home, mlflow_client, monkeypatch):
-    monkeypatch.setitem(registry.FAMILIES, "dcgan", (dcgan.Config, Diverging))
+    monkeypatch.setitem(registry.FAMILIES, "dcgan", registry.Family("dcgan", dcgan.Config, Diverging))
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 8"):
         train("dcgan_digits", 20, checkpoint_every=5, **TINY_DC)
     run = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("dcgan_digits").experiment_id])[0]

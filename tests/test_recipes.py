@@ -300,12 +300,12 @@ def test_the_optimizer_is_part_of_every_recipe_and_settable():
     `--set optimizer=adam` runs the WGAN paper's own ablation."""
     import json
 
-    from recipes.base import flatten
+    from recipes.config import flatten
     from tests.helpers import run_main
 
     papers = {"gan": "adam", "cnn_gan": "adam", "dcgan": "adam", "wgan": "rmsprop", "cyclegan": "adam"}
-    for family, (cfg_cls, _) in registry.FAMILIES.items():
-        assert cfg_cls().optimizer == papers[family], family
+    for name, family in registry.FAMILIES.items():
+        assert family.config().optimizer == papers[name], name
     shown = json.loads(run_main("show", "wgan_lsun").stdout)["config"]
     assert shown["optimizer"] == "rmsprop" and shown["rms_alpha"] == 0.99 and shown["momentum"] == 0.0
     assert flatten(shown)["optimizer"] == "rmsprop"  # what the run logs as its params

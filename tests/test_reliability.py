@@ -79,7 +79,9 @@ def store(tmp_path_factory):
     np.save(files / "nan.npy", np.full((10, 28, 28), np.nan, np.float32))
     np.save(files / "shape.npy", np.zeros((10, 5), np.float32))
     np.save(files / "empty.npy", np.zeros((0, 28, 28), np.uint8))
-    np.save(files / "range.npy", np.full((10, 28, 28), 3.0, np.float32))
+    np.save(files / "range.npy", np.full((10, 28, 28), -3.0, np.float32))
+    np.save(files / "positive.npy", np.full((30, 28, 28), 0.5, np.float32))
+    np.save(files / "structured.npy", np.zeros(30, dtype=[("a", "f4"), ("b", "i4")]))
     np.save(files / "rgb.npy", np.zeros((10, 3, 28, 28), np.float32))
     np.save(files / "ok.npy", np.zeros((20, 28, 28), np.uint8))
     np.save(files / "few.npy", np.zeros((10, 28, 28), np.uint8))
@@ -149,16 +151,20 @@ CASES = [
     (["evaluate", "--samples", "{files}/empty.npy", "--dataset", "fashion_mnist"], ["empty"]),
     (["evaluate", "--samples", "{files}/range.npy", "--dataset", "fashion_mnist"], ["[-1, 1]"]),
     (["evaluate", "--samples", "{files}/rgb.npy", "--dataset", "fashion_mnist"], ["channels"]),
+    (["evaluate", "--samples", "{files}/positive.npy", "--dataset", "fashion_mnist"], ["ambiguous", "--range 0,1"]),
+    (["evaluate", "--samples", "{files}/range.npy", "--dataset", "fashion_mnist", "--range", "0,1"],
+     ["outside the stated range [0,1]"]),
+    (["evaluate", "--samples", "{files}/structured.npy", "--dataset", "fashion_mnist"], ["structured"]),
     (["evaluate", "--samples", "{files}/empty_folder", "--dataset", "fashion_mnist"], ["no images"]),
-    (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "imagenet"], ["unknown dataset 'imagenet'"]),
+    (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "imagenet"], ["invalid choice: 'imagenet'"]),
     (["evaluate", "--samples", "{files}/evil.pt", "--dataset", "fashion_mnist"], ["refused", "weights_only"]),
     (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "fashion_mnist", "--extractor", "inception",
       "--inception-weights", "{files}/inception.pth"], ["is not the FID Inception-v3 weights file"]),
     (["evaluate", "--samples", "{files}/ok.npy", "--dataset", "fashion_mnist", "--extractor", "resnet"],
-     ["unknown feature extractor 'resnet'"]),
+     ["invalid choice: 'resnet'"]),
     (["evaluate", "0123456789abcdef"], ["no run with id"]),
     (["evaluate", "{victim}", "--checkpoint", "last"], ["corrupt or truncated"]),
-    (["evaluate", "{kept}", "--checkpoint", "newest"], ["--checkpoint must be best or last"]),
+    (["evaluate", "{kept}", "--checkpoint", "newest"], ["invalid choice: 'newest'"]),
     # tune
     (["tune", "gan_ring8", "--trials", "2", "--max-steps", "20", "--params", "lr", "--storage",
       "sqlite:///{files}/t.db", *RING], ["not a config field"]),
@@ -173,7 +179,7 @@ CASES = [
     (["report", "0123456789abcdef"], ["no run with id"]),
     (["report", "--study", "nope"], ["no study named 'nope'"]),
     (["report", "--experiment", "nope"], ["no experiment named 'nope'"]),
-    (["report", "{kept}", "--format", "pdf"], ["--format must be html or md"]),
+    (["report", "{kept}", "--format", "pdf"], ["invalid choice: 'pdf'"]),
     (["report", "{kept}", "-o", "{files}/a_file/r.html"], ["cannot write the report"]),
     # ui
     (["ui", "--port", "{busy}"], ["port {busy}", "in use"]),

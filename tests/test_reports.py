@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from suite import harness
+from suite import harness, run_setup
 from tests.helpers import ROOT, TINY_DC, run_cli, run_main
 from tests.servers import render
 
@@ -24,7 +24,7 @@ def runs(tmp_path_factory):
         mp.setenv("SUITE_HOME", str(home))
         ids = []
         for seed, name in ((0, "digits-seed0"), (1, EVIL)):
-            req = harness.RunRequest(recipe="dcgan_digits", max_steps=30, seed=seed, progress=False, run_name=name,
+            req = run_setup.RunRequest(recipe="dcgan_digits", max_steps=30, seed=seed, progress=False, run_name=name,
                                      overrides={**TINY_DC, "eval_every": 10, "eval_n": 500, "sample_every": 10})
             ids.append(harness.train(req))
         yield home, ids

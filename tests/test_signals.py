@@ -87,7 +87,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     from suite.core import signals
     tmp = sys.argv[1]
-    with signals.stoppable():
+    with signals.owned(), signals.stoppable():  # as under `python -m suite`
         print("ready", flush=True)
         while not signals.requested():
             time.sleep(0.01)
@@ -144,7 +144,7 @@ def test_a_run_ends_with_a_summary_a_person_can_act_on(suite_home):
 @pytest.mark.slow  # a 60-step run
 def test_a_dead_metric_writer_is_replaced_and_no_value_is_lost(suite_home, mlflow_client, monkeypatch):
     """The writer process is killed mid-run: the run still ends FINISHED with every step stored."""
-    from suite import harness
+    from suite import harness, run_setup
     from suite.core import metric_writer
 
     killed = []
@@ -159,7 +159,7 @@ def test_a_dead_metric_writer_is_replaced_and_no_value_is_lost(suite_home, mlflo
         real_put(self, chunk)
 
     monkeypatch.setattr(metric_writer.ProcessWriter, "put", put)
-    req = harness.RunRequest(recipe="dcgan_digits", overrides={**TINY_DC, "checkpoint_every": 50}, max_steps=60,
+    req = run_setup.RunRequest(recipe="dcgan_digits", overrides={**TINY_DC, "checkpoint_every": 50}, max_steps=60,
                              progress=False, evaluate=False)
     run_id = harness.train(req)
     assert killed
@@ -169,12 +169,12 @@ def test_a_dead_metric_writer_is_replaced_and_no_value_is_lost(suite_home, mlflo
 
 
 def test_a_run_whose_values_cannot_be_stored_is_failed_not_finished(suite_home, mlflow_client, monkeypatch):
-    from suite import harness
+    from suite import harness, run_setup
     from suite.core import metric_writer
     from suite.core.errors import TrackingError
 
     monkeypatch.setattr(metric_writer.ProcessWriter, "_drain_once", lambda self, timeout: "database is locked")
-    req = harness.RunRequest(recipe="dcgan_digits", overrides=TINY_DC, max_steps=5, progress=False, evaluate=False)
+    req = run_setup.RunRequest(recipe="dcgan_digits", overrides=TINY_DC, max_steps=5, progress=False, evaluate=False)
     with pytest.raises(TrackingError, match="database is locked"):
         harness.train(req)
     run = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("dcgan_digits").experiment_id])[0]
@@ -187,10 +187,10 @@ def test_the_2d_view_shows_d_and_the_generators_gradient(suite_home, mlflow_clie
     """GAN Lab's view: frames at every sample step and an animation; D's surface is the
     sigmoid of its logit and each arrow is -dL_G/dx (checked by finite differences)."""
     from recipes import registry
-    from suite import harness
+    from suite import harness, run_setup
 
     over = {"g_hidden": "16", "d_hidden": "16", "n_sample": 200, "sample_every": 10}
-    run_id = harness.train(harness.RunRequest(recipe="gan_ring8", overrides=over, max_steps=30, progress=False,
+    run_id = harness.train(run_setup.RunRequest(recipe="gan_ring8", overrides=over, max_steps=30, progress=False,
                                               evaluate=False))
     files = set(tracking_files(mlflow_client, run_id, "landscape"))
     assert {f"landscape/step_{s:06d}.png" for s in (0, 10, 20, 30)} | {"landscape/animation.gif"} <= files
@@ -201,8 +201,8 @@ def test_the_2d_view_shows_d_and_the_generators_gradient(suite_home, mlflow_clie
         assert im.format == "GIF" and im.n_frames == 4
 
     cfg = registry.resolve("gan_ring8", {**over, "max_steps": 30})
-    p = harness.prepare("gan_ring8", cfg)
-    trainer = harness.build_trainer(p)
+    p = run_setup.prepare("gan_ring8", cfg)
+    trainer = run_setup.build_trainer(p)
     state = checkpoint.load(paths.run_dir(run_id) / "checkpoints" / "last.pt")
     trainer.load_state_dict(state["trainer"])
     trainer.D.double()

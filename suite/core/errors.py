@@ -14,6 +14,10 @@ class ConfigError(SuiteError):
     """Unknown recipe, unknown or mistyped `--set` key, invalid hyperparameter."""
 
 
+class PluginError(ConfigError):
+    """A plugin that cannot be loaded or breaks the contract of what it registers."""
+
+
 class DatasetNotFound(SuiteError):
     """A dataset is not present locally (and no download was asked for)."""
 

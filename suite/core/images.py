@@ -74,10 +74,6 @@ def load_png(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB")).copy()
 
 
-def save_png(array: np.ndarray, path) -> None:
-    Image.fromarray(array).save(path)
-
-
 def landscape(surface: np.ndarray, extent: float, real: np.ndarray, fake: np.ndarray, pull: np.ndarray,
               modes: np.ndarray | None, title: str) -> np.ndarray:
     """GAN Lab's picture of one moment: the discriminator's output as a heat map over the plane

@@ -1,4 +1,5 @@
-"""Progress: a tqdm bar on a terminal, plain periodic lines otherwise (logs, CI)."""
+"""Progress: a tqdm bar on a terminal or in a Jupyter notebook (a widget where ipywidgets is
+installed), plain periodic lines otherwise (logs, CI)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ class Progress:
     def __init__(self, total: int, start: int = 0, desc: str = "", enabled: bool | None = None,
                  interval: float = 10.0):
         self.total, self.step, self.desc, self.interval = total, start, desc, interval
-        self.tty = sys.stderr.isatty() if enabled is None else enabled
+        notebook = in_notebook()
+        self.tty = (sys.stderr.isatty() or notebook) if enabled is None else enabled
         self.bar = None
         self.t0 = self.t_last = time.perf_counter()
         self.n0 = start
         self.postfix = ""
         if self.tty:
-            from tqdm import tqdm  # only on a terminal
+            from tqdm.auto import tqdm  # only with a bar to draw (auto: the notebook widget in a kernel)
 
             self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
 
@@ -43,3 +45,10 @@ class Progress:
             self.bar = None
         if message:
             print(message, file=sys.stderr, flush=True)
+
+
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (its stderr is no terminal, but a bar is still read by a person)."""
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"

@@ -5,6 +5,12 @@ before preemption) ask the running command to stop: a training run finishes its 
 checkpoint, flushes its values, marks its run KILLED and exits 128 + the signal (130 / 143).
 A second signal exits at once (checkpoint writes are atomic; their temporary files are removed).
 
+Whose process it is decides what happens after: under `owned()` (`python -m suite`, its workers)
+the command ends with its own exit code; called as a library (a notebook, pytest, a script) the
+suite restores the host's handlers when its call ends and hands the stop back to them — the
+host's default ends the host as it would have, Python's SIGINT handler raises KeyboardInterrupt —
+and never calls os._exit.
+
 Children the suite starts die with it however it ends: `child_options()` makes the kernel send
 them SIGTERM when their parent dies (Linux PR_SET_PDEATHSIG), even after a SIGKILL.
 """
@@ -25,7 +31,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 REPEAT_S = 1.0
 TEMPORARY: set[str] = set()  # files half-written right now (removed by a hard exit)
 
-_state = {"signum": None, "at": 0.0, "raise": 0, "hooks": []}
+_state = {"signum": None, "at": 0.0, "raise": 0, "hooks": [], "owner": False, "previous": {}}
 
 
 class Interrupted(BaseException):
@@ -58,7 +64,35 @@ def _hard_exit(signum: int) -> None:
             pass
     print(f"error: second {name(signum)}: exiting at once (resume from the last checkpoint)", file=sys.stderr,
           flush=True)
-    os._exit(exit_code(signum))
+    if _state["owner"]:
+        os._exit(exit_code(signum))
+    previous = _state["previous"]
+    for s, h in previous.items():  # the host's handlers back, and the host's answer to this signal
+        signal.signal(s, h)
+    _state["signum"] = None  # handed back: the outer stoppable() must not hand it back again
+    _redeliver(signum, previous.get(signum))
+
+
+def _redeliver(signum: int, previous) -> None:
+    """A stop the suite handled, handed back to the host process's own handler."""
+    if previous == signal.SIG_IGN:
+        return
+    if previous in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), signum)  # the default action: the host ends as the sender meant
+        return
+    previous(signum, None)  # e.g. Python's SIGINT handler: KeyboardInterrupt in the host
+
+
+@contextmanager
+def owned():
+    """The suite owns this process (its CLI, its worker processes): a stop ends the command with
+    the command's own exit code, and a second signal exits at once."""
+    before = _state["owner"]
+    _state["owner"] = True
+    try:
+        yield
+    finally:
+        _state["owner"] = before
 
 
 def _handler(signum, frame) -> None:
@@ -84,6 +118,8 @@ def stoppable(on_signal=None):
         return
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     outer = _state["signum"] is not None or any(h is _handler for h in previous.values())
+    if not outer:
+        _state["previous"] = previous
     if on_signal is not None:
         _state["hooks"].append(on_signal)
     for s in STOP_SIGNALS:
@@ -96,7 +132,10 @@ def stoppable(on_signal=None):
         for s, h in previous.items():
             signal.signal(s, h)
         if not outer:
-            _state["signum"], _state["at"] = None, 0.0
+            signum = _state["signum"]
+            _state["signum"], _state["at"], _state["previous"] = None, 0.0, {}
+            if signum is not None and not _state["owner"]:
+                _redeliver(signum, previous[signum])
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,45 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
+STORE_INIT_S = 120.0  # how long a process waits for another one that is creating the store
+_ready: set[str] = set()  # stores this process has opened (their schema exists and is current)
+
+
 def client():
     from mlflow.tracking import MlflowClient  # heavy: mlflow takes ~1 s to import; only commands that log pay it
 
     quiet_mlflow()
     uri = paths.tracking_uri()
     check_reachable(uri)
-    return MlflowClient(tracking_uri=uri)
+    c = MlflowClient(tracking_uri=uri)
+    if uri.startswith("sqlite:///") and uri not in _ready:
+        with store_lock(paths.sqlite_path(uri)):  # two first uses at once race in MLflow's schema creation
+            c.search_experiments(max_results=1)  # creates or migrates the schema, one process at a time
+        _ready.add(uri)
+    return c
+
+
+@contextmanager
+def store_lock(db: Path):
+    """An exclusive lock beside a local store while a process creates or migrates it (a new
+    store, two `suite run` started at once); waits at most STORE_INIT_S, then says so."""
+    import fcntl  # POSIX only, like the rest of the process handling
+
+    with open(db.with_name(db.name + ".init-lock"), "a+") as f:
+        deadline = time.monotonic() + STORE_INIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"the tracking store {db} has been held by another process setting it up "
+                                        f"for {STORE_INIT_S:.0f} s; is one stuck? (its lock: {f.name})") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def check_reachable(uri: str) -> None:
@@ -177,11 +210,24 @@ def experiment_runs(name: str, filter_string: str = ""):
 
 
 def runs_frame(experiment_ids: list[str], filter_string: str = ""):
-    """mlflow.search_runs as a pandas DataFrame (params.*, metrics.*, tags.* columns)."""
-    import mlflow  # heavy: mlflow takes ~1 s to import; only commands that log pay it
+    """Runs as a pandas DataFrame with mlflow.search_runs' columns (run_id, experiment_id, status,
+    start_time, end_time, artifact_uri, params.*, metrics.*, tags.*). Built from the client:
+    mlflow.search_runs needs mlflow.set_tracking_uri, which also rewrites the host process's
+    MLFLOW_TRACKING_URI — a library call must leave its host's environment alone."""
+    import pandas as pd  # only the tables need it
 
-    mlflow.set_tracking_uri(paths.tracking_uri())
-    return mlflow.search_runs(experiment_ids=experiment_ids, filter_string=filter_string, max_results=5000)
+    rows = []
+    for run in client().search_runs(experiment_ids, filter_string, max_results=5000) if experiment_ids else []:
+        info = run.info
+        rows.append({"run_id": info.run_id, "experiment_id": info.experiment_id, "status": info.status,
+                     "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True),
+                     "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else None,
+                     "artifact_uri": info.artifact_uri,
+                     **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+                     **{f"params.{k}": v for k, v in run.data.params.items()},
+                     **{f"tags.{k}": v for k, v in run.data.tags.items()}})
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "experiment_id", "status", "start_time", "end_time",
+                                                          "artifact_uri"])
 
 
 def find_runs(filter_string: str):
@@ -372,9 +418,37 @@ class Tracker:
         finally:
             if self._writer is not None:
                 self._writer.stop()
-        if reason:
-            self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
-        self.client.set_terminated(self.run_id, status=status)
-        self.release()
+        try:
+            if reason:
+                self.client.set_tag(self.run_id, "suite.failure_reason", reason[:5000])
+            self.client.set_terminated(self.run_id, status=status)
+        except Exception:
+            if not self.deleted():
+                raise
+            raise self._end_deleted() from None
+        finally:
+            self.release()
         if error is not None and asked == "FINISHED":
             raise error
+
+    def deleted(self) -> bool:
+        """Was the run deleted (the MLflow UI's Delete, `MlflowClient.delete_run`) meanwhile?"""
+        try:
+            return self.client.get_run(self.run_id).info.lifecycle_stage == "deleted"
+        except Exception:  # noqa: BLE001 - gone altogether (garbage-collected)
+            return True
+
+    def _end_deleted(self) -> TrackingError:
+        """A run deleted while it trained keeps the user's deletion, with a terminal status and the
+        reason (restored for a moment to write them: MLflow refuses writes to deleted runs)."""
+        why = "deleted in MLflow while it trained"
+        try:
+            self.client.restore_run(self.run_id)
+            self.client.set_tag(self.run_id, "suite.failure_reason", why)
+            self.client.set_terminated(self.run_id, status="KILLED")
+            self.client.delete_run(self.run_id)
+        except Exception:  # noqa: BLE001 - purged for good: nothing left to mark
+            pass
+        resume = f" and resume with: {self.resume_hint}" if self.resume_hint else ""
+        return TrackingError(f"run {self.run_id} was {why}; it stays deleted (marked KILLED). To continue it, restore "
+                             f"it (MLflow UI, or `mlflow runs restore --run-id {self.run_id}`){resume}")

@@ -3,6 +3,7 @@ Trainer may know about its data). Everything above the data layer speaks these t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from suite.core.errors import ConfigError, DataError
+from suite.core.errors import ConfigError, DataError, PluginError
+from suite.core.registration import check_name, origin
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class DatasetSpec:
     files: Callable[..., list[Path | None]] | None = None
     # Generated samples are judged against this dataset (an unpaired pair: its A domain).
     evaluated_as: str = ""
+    identity: str = ""  # a content hash, for sets held in memory (a user's reference folder)
+    origin: dict = field(default_factory=dict)  # the plugin it came from (empty: built in)
 
     @property
     def reference(self) -> str:
@@ -81,9 +85,30 @@ DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    if spec.name in DATASETS:
-        raise ValueError(f"dataset {spec.name} registered twice")
-    DATASETS[spec.name] = spec
+    """The registration door for datasets, built-in (catalogue.py) or plugin."""
+    check_name("dataset", spec.name, DATASETS)
+    if spec.kind not in ("image", "points", "unpaired"):
+        raise PluginError(f"dataset '{spec.name}': kind must be image, points or unpaired, got {spec.kind!r}")
+    if not callable(spec.load):
+        raise PluginError(f"dataset '{spec.name}': load must be a function returning a Loaded")
+    DATASETS[spec.name] = dataclasses.replace(spec, origin=origin()) if origin() else spec
+    return DATASETS[spec.name]
+
+
+def in_memory_reference(x: torch.Tensor, name: str | None = None) -> DatasetSpec:
+    """A reference set the user brings (images N x C x H x W in [-1, 1]) as a dataset of its own,
+    named `ref-<content hash>` unless named: its statistics are cached under that content."""
+    digest = hashlib.sha256(x.add(1).mul(127.5).round().to(torch.uint8).numpy().tobytes()
+                            + str(tuple(x.shape)).encode()).hexdigest()[:16]
+    name = name or f"ref-{digest[:8]}"
+    if name in DATASETS:
+        if DATASETS[name].identity == digest:
+            return DATASETS[name]
+        raise ConfigError(f"--reference-name {name} is already a dataset of other images; choose another name")
+    loaded = Loaded(name, "image", TensorSource(x), None, tuple(x.shape[1:]))
+    spec = DatasetSpec(name, "image", f"{len(x)} reference images brought by the user", "", int(x.shape[-1]),
+                       lambda **_: loaded, channels=int(x.shape[1]), has_test=False, identity=digest)
+    DATASETS[name] = spec  # not through the door: its name carries a hyphen, so no dataset can take it
     return spec
 
 
@@ -97,6 +122,8 @@ def fingerprint(name: str, data_root=None) -> str | None:
     """A cheap identity of a dataset's local copy (file paths, sizes, times) for cache keys,
     without decoding it. None when it cannot be told cheaply."""
     spec = get_spec(name)
+    if spec.identity:
+        return spec.identity
     if spec.files is None:
         return None
     found = spec.files(data_root)

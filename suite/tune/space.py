@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evaluation import metrics
-from recipes.base import config_fields
+from recipes.config import config_fields
 from suite.core.errors import ConfigError
 
 LR_RANGE = (1e-5, 1e-3)  # default search range of every learning rate (log-uniform)

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
+from suite import plugins
 from suite.core import paths, signals, tracking
 from suite.core.errors import ConfigError, Stopped
 from suite.core.tracking import Tracker
@@ -150,6 +151,8 @@ def run_workers(command: str, spec_json: str, args: list[str], workers: int) -> 
     here is passed on to each once (each then ends its trial with a checkpoint) and, once all have
     ended, raises Interrupted."""
     env = {**os.environ, WORKER_SPEC: spec_json}
+    if loaded := plugins.loaded_specs():  # workers register the same families, metrics and extractors
+        env[plugins.ENV] = loaded
     procs = [subprocess.Popen([sys.executable, "-m", "suite", command, str(i), *args], cwd=os.getcwd(), env=env,
                               **signals.child_options(own_group=True)) for i in range(workers)]
 

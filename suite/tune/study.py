@@ -29,7 +29,7 @@ import torch
 from optuna.trial import TrialState
 
 from evaluation import metrics
-from suite import harness
+from suite import harness, run_setup
 from suite.core import signals
 from suite.core.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.core.tracking import Tracker
@@ -42,7 +42,7 @@ from suite.tune.summary import finalize
 
 def resolved_trial_config(spec: StudySpec):
     """The recipe config a trial starts from: evaluations frequent enough to report and prune."""
-    cfg = harness.resolve_config(spec.recipe, spec.overrides, max_steps=spec.max_steps)
+    cfg = run_setup.resolve_config(spec.recipe, spec.overrides, max_steps=spec.max_steps)
     if cfg.eval_every == 0:
         total = cfg.max_steps or 0
         if not total:
@@ -62,8 +62,8 @@ def prepare_study(spec: StudySpec):
     """Create or load the study, its MLflow parent run, and queue the missing trial slots."""
     cfg = resolved_trial_config(spec)
     if not spec.metric:
-        p = harness.prepare(spec.recipe, cfg, spec.device, spec.data_root)
-        evaluator = harness.default_evaluator(p)
+        p = run_setup.prepare(spec.recipe, cfg, spec.device, spec.data_root)
+        evaluator = run_setup.default_evaluator(p)
         if evaluator is None:
             raise ConfigError(f"no evaluation metric is available for {spec.recipe} here; pass --metric")
         spec.metric = evaluator.primary
@@ -165,7 +165,7 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
         if trial.should_prune():
             raise StopRun(f"pruned by the {spec.pruner} pruner at step {step} ({spec.metric}={value:.4g})")
 
-    req = harness.RunRequest(
+    req = run_setup.RunRequest(
         recipe=spec.recipe, overrides={**spec.overrides, **params}, max_steps=spec.max_steps, device=spec.device,
         data_root=spec.data_root, progress=False, parent_run_id=parent_id,
         run_name=f"{spec.study_name}-trial{trial.number:03d}",

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from suite import harness
+from suite import harness, run_setup
 from suite.core.tracking import Tracker
 from tests.benchmarks.conftest import RESULTS, check, goal, record
 
@@ -25,22 +25,22 @@ for fam, text in (("dcgan", "DCGAN 32x32 step"), ("wgan", "WGAN 32x32 generator 
 
 def session(fam: str):
     recipe, over = RECIPES[fam]
-    cfg = harness.resolve_config(recipe, over, max_steps=START[fam] + 30 * STEPS[fam])  # never reached
-    p = harness.prepare(recipe, cfg)
-    trainer = harness.build_trainer(p)
+    cfg = run_setup.resolve_config(recipe, over, max_steps=START[fam] + 30 * STEPS[fam])  # never reached
+    p = run_setup.prepare(recipe, cfg)
+    trainer = run_setup.build_trainer(p)
     trainer.step = START[fam]
     tracker = Tracker.create(f"bench_{recipe}", "bench", {}, {}, {})
-    s = harness.Session(p, trainer, harness.make_stream(p), tracker, None, progress=False)
+    s = harness.Session(p, trainer, run_setup.make_stream(p), tracker, None, progress=False)
     return s
 
 
 def bare(fam: str):
     """The same networks, data and optimizers, driven by a plain loop (the tutorials' shape)."""
     recipe, over = RECIPES[fam]
-    cfg = harness.resolve_config(recipe, over)
-    p = harness.prepare(recipe, cfg)
+    cfg = run_setup.resolve_config(recipe, over)
+    p = run_setup.prepare(recipe, cfg)
     torch.manual_seed(0)
-    t = harness.build_trainer(p)  # only for its freshly initialised networks and optimizers
+    t = run_setup.build_trainer(p)  # only for its freshly initialised networks and optimizers
     G, D, opt_g, opt_d = t.G, t.D, t.opt_g, t.opt_d
     x, bs, nz = p.loaded.train.x, cfg.batch_size, cfg.nz
     perm = torch.randperm(len(x))

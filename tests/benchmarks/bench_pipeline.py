@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from suite import harness
+from suite import run_setup
 from suite.core.tracking import Tracker
 from tests.benchmarks.conftest import EXTRA, check, goal, record
 
@@ -21,9 +21,9 @@ VALUES = {"loss/d": 0.7, "loss/g": 1.3, "d_real": 0.6, "d_fake": 0.3, "d_fake_gs
 
 @pytest.fixture(scope="module")
 def dcgan_fashion():
-    cfg = harness.resolve_config("dcgan_fashion", {})
-    p = harness.prepare("dcgan_fashion", cfg)
-    return harness.build_trainer(p), harness.make_stream(p)
+    cfg = run_setup.resolve_config("dcgan_fashion", {})
+    p = run_setup.prepare("dcgan_fashion", cfg)
+    return run_setup.build_trainer(p), run_setup.make_stream(p)
 
 
 def test_dcgan_step(benchmark, dcgan_fashion):
@@ -101,9 +101,9 @@ def jpeg_folder(tmp_path_factory):
 
 
 def test_dcgan64_step(benchmark, jpeg_folder):
-    cfg = harness.resolve_config("dcgan_lsun", {"batch_size": 64, "num_workers": 2})
-    p = harness.prepare("dcgan_lsun", cfg, data_root=jpeg_folder)
-    trainer, stream = harness.build_trainer(p), harness.make_stream(p)
+    cfg = run_setup.resolve_config("dcgan_lsun", {"batch_size": 64, "num_workers": 2})
+    p = run_setup.prepare("dcgan_lsun", cfg, data_root=jpeg_folder)
+    trainer, stream = run_setup.build_trainer(p), run_setup.make_stream(p)
     trainer.train_step(stream)
     batches = [stream() for _ in range(3)]
     benchmark.pedantic(lambda: trainer.train_step(lambda: batches[0]), rounds=5, iterations=1)
@@ -111,9 +111,9 @@ def test_dcgan64_step(benchmark, jpeg_folder):
 
 
 def test_loader_files(benchmark, jpeg_folder):
-    cfg = harness.resolve_config("dcgan_lsun", {"batch_size": 64, "num_workers": 2})
-    p = harness.prepare("dcgan_lsun", cfg, data_root=jpeg_folder)
-    stream = harness.make_stream(p)
+    cfg = run_setup.resolve_config("dcgan_lsun", {"batch_size": 64, "num_workers": 2})
+    p = run_setup.prepare("dcgan_lsun", cfg, data_root=jpeg_folder)
+    stream = run_setup.make_stream(p)
     stream()
     benchmark.pedantic(stream, rounds=40, iterations=1)
     record("loader_files", "ours", benchmark, stat="mean")
