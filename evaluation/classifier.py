@@ -61,6 +61,9 @@ def _content_fingerprint(loaded: data.Loaded) -> str:
     return h.hexdigest()[:16]
 
 
+TRAIN_LOCK_S = 3600.0  # a second process waits this long for the first one's training
+
+
 def cache_path(name: str, key: str):
     return paths.cache_dir("classifiers") / f"{name}-{ARCH}-{key}.pt"
 
@@ -118,21 +121,32 @@ def load_or_train(name: str, loaded: data.Loaded | None = None, log=None) -> tup
         fp = _content_fingerprint(loaded)
     key = _key(name, fp)
     path = cache_path(name, key)
-    if (state := checkpoint.load_cache(path, ("model", "meta"))) is not None:
-        try:
-            meta = state["meta"]
-            model = LeNet(meta["channels"], meta["size"], meta["n_classes"])
-            model.load_state_dict(state["model"])
-            meta["weights_hash"] = key
-            return model.eval(), meta
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a cache of another network
-            print(f"note: cache file {path} is unusable ({str(e).splitlines()[0][:100]}); rebuilding it",
-                  file=sys.stderr, flush=True)
-            path.unlink(missing_ok=True)
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    log(f"training the {name} domain classifier once (cached in {path.parent})")
-    model, meta = train(name, loaded or data.load(name), log)
-    meta["weights_hash"] = key
-    checkpoint.save({"model": model.state_dict(), "meta": meta}, path)
+    if (cached := _cached(path, key)) is not None:
+        return cached
+    with paths.exclusive(path.with_name(path.name + ".lock"), TRAIN_LOCK_S, f"training the {name} classifier"):
+        if (cached := _cached(path, key)) is not None:  # trained meanwhile by another process
+            return cached
+        log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        log(f"training the {name} domain classifier once (cached in {path.parent})")
+        model, meta = train(name, loaded or data.load(name), log)
+        meta["weights_hash"] = key
+        checkpoint.save({"model": model.state_dict(), "meta": meta}, path)
     log(f"classifier {name}: held-out accuracy {meta['test_accuracy']:.4f}")
     return model, meta
+
+
+def _cached(path, key: str) -> tuple[LeNet, dict] | None:
+    """The classifier in its cache file, or None (absent; unusable ones are removed with a note)."""
+    if (state := checkpoint.load_cache(path, ("model", "meta"))) is None:
+        return None
+    try:
+        meta = state["meta"]
+        model = LeNet(meta["channels"], meta["size"], meta["n_classes"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a cache of another network
+        print(f"note: cache file {path} is unusable ({str(e).splitlines()[0][:100]}); rebuilding it",
+              file=sys.stderr, flush=True)
+        path.unlink(missing_ok=True)
+        return None
+    meta["weights_hash"] = key
+    return model.eval(), meta

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy import optimize
 
 from evaluation.defaults import DEFAULTS
 
@@ -44,15 +45,20 @@ def mixture_modes(points: torch.Tensor, modes: torch.Tensor, std: float, sigmas:
 
 
 def class_histogram(logits: torch.Tensor, data_counts: torch.Tensor, n_classes: int,
-                    min_share: float = DEFAULTS["class_min_share"]) -> dict:
-    """data_counts: examples per class in the reference data."""
+                    min_share: float = DEFAULTS["class_min_share"], confusion: torch.Tensor | None = None) -> dict:
+    """data_counts: examples per class in the reference data. `confusion` (true x predicted,
+    rows summing to 1: the classifier on held-out images) corrects the predicted histogram for
+    the classifier's own mistakes before classes are counted (black-box shift estimation, Lipton
+    et al. 2018: predicted = confusion^T true, solved by non-negative least squares), so a class
+    that only receives other classes' misclassified samples is not counted as covered."""
     probs = logits.float().softmax(1)
     pred = probs.argmax(1)
     hist = torch.bincount(pred, minlength=n_classes).float() / len(pred)
     counts = torch.zeros(n_classes).index_add_(0, torch.arange(len(data_counts)), data_counts.float())
     data_hist = counts / counts.sum()
-    covered = int((hist >= min_share * data_hist).sum())
-    return {
+    estimated = hist if confusion is None else true_shares(hist, confusion)
+    covered = int((estimated >= min_share * data_hist).sum())
+    out = {
         "modes_covered": covered,
         "modes_total": n_classes,
         "class_histogram": [round(v, 5) for v in hist.tolist()],
@@ -61,3 +67,20 @@ def class_histogram(logits: torch.Tensor, data_counts: torch.Tensor, n_classes: 
         "mean_confidence": float(probs.max(1).values.mean()),
         "flagged": covered < n_classes,
     }
+    if confusion is not None:
+        out["estimated_histogram"] = [round(v, 5) for v in estimated.tolist()]
+    return out
+
+
+def true_shares(predicted: torch.Tensor, confusion: torch.Tensor) -> torch.Tensor:
+    """The class shares whose predictions, through `confusion`, are closest to `predicted`."""
+    q, _ = optimize.nnls(confusion.double().T.numpy(), predicted.double().numpy())
+    q = torch.from_numpy(q).float()
+    return q / q.sum().clamp(min=1e-12)
+
+
+def confusion_matrix(labels: torch.Tensor, logits: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """P(predicted | true) of a classifier on labelled held-out images (rows sum to 1)."""
+    m = torch.zeros(n_classes, n_classes)
+    m.index_put_((labels.long(), logits.argmax(1)), torch.ones(len(labels)), accumulate=True)
+    return m / m.sum(1, keepdim=True).clamp(min=1)

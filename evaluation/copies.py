@@ -7,9 +7,11 @@ nearest-neighbour search calls a one-pixel shift or a mirror image of a training
 - Brightness and contrast: images are standardised (zero mean, unit norm) and softened by a
   one-pixel blur before comparing, so a*x + b matches x, and resampling or mild noise move an
   image only a little.
-- Mirroring and mild crop-and-rescale: the query is searched as it is, mirrored, and zoomed by
-  each factor in `scales`.
-- Shifts of up to 2 pixels of 28 (`shift` is a share of the side, at least one pixel): compared
+- Mirroring, crop-and-rescale and small rotations: the query is searched as it is, mirrored,
+  zoomed by each factor of `scales` (a grid of 7 % steps, ±16 %: a 2-pixel crop of each side at
+  28 px is 14 %) and rotated by each angle of `angles` (±3 and ±6 degrees); every view of the query
+  is searched as a whole, so no size or angle is special.
+- Shifts of up to 3 pixels of 28 (`shift` is a share of the side, at least one pixel): compared
   on the interior (that border left out), every offset of the query's window against the training image's centre window, so the
   way a shifted image was filled at its edge does not matter.
 - Search: for each zoom the `candidates` nearest training images by the magnitude of their low
@@ -21,13 +23,15 @@ and with it the false-positive rate stay calibrated.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn import functional as F
 
 from evaluation.defaults import DEFAULTS
 from evaluation.memorization import copy_stats
 
-EDIT_KINDS = ("none", "shift", "mirror", "rescale")  # "none": an exact, re-lit or noised copy
+EDIT_KINDS = ("none", "shift", "mirror", "rescale", "rotate")  # "none": an exact, re-lit or noised copy
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
@@ -43,6 +47,16 @@ def spectrum(x: torch.Tensor, freqs: int = 7) -> torch.Tensor:
     mag = torch.fft.fft2(z).abs()
     up, down = list(range(freqs)), [0] + list(range(-1, -freqs, -1))
     return standardise((mag[..., up, :freqs] + mag[..., down, :freqs]).flatten(1))
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate about the centre, keeping the side (the border replicated into the corners)."""
+    if not degrees:
+        return x
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def zoom(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -113,21 +127,26 @@ class CopySearch:
     """The training side, prepared once: centre windows and spectra of every training image."""
 
     def __init__(self, train: torch.Tensor, shift: float = DEFAULTS["copy_shift"],
-                 scales: tuple[float, ...] = DEFAULTS["copy_scales"], candidates: int = DEFAULTS["copy_candidates"]):
+                 scales: tuple[float, ...] = DEFAULTS["copy_scales"], angles: tuple[float, ...] = DEFAULTS["copy_angles"],
+                 candidates: int = DEFAULTS["copy_candidates"]):
         train = soften(train.float())
         # shifts up to `shift` of the side, at least one pixel (2 px at 28, 1 at 8)
         self.shift = max(1, round(shift * min(train.shape[-2:])))
         self.scales, self.k = tuple(scales), candidates
+        # every zoom unrotated, every rotation unzoomed: each edit's grid, not their product
+        self.views = [(scale, 0.0) for scale in self.scales] + [(1.0, a) for a in angles if a]
         shift = self.shift
         h, w = train.shape[-2:]
         self.centre = standardise(train[..., shift : h - shift, shift : w - shift].flatten(1))
         self.spectra = spectrum(train)
-        self.groups = [(scale, mirror) for scale in self.scales for mirror in (False, True)]  # (zoom, mirror)
+        self.groups = [(view, mirror) for view in self.views for mirror in (False, True)]  # ((zoom, angle), mirror)
 
     def kind(self, group: int, offset: int) -> str:
-        scale, mirror = self.groups[group]
+        (scale, angle), mirror = self.groups[group]
         centre = (2 * self.shift + 1) ** 2 // 2
-        return "mirror" if mirror else "rescale" if scale != 1.0 else "shift" if offset != centre else "none"
+        if mirror:
+            return "mirror"
+        return "rotate" if angle else "rescale" if scale != 1.0 else "shift" if offset != centre else "none"
 
     def __call__(self, images: torch.Tensor, chunk: int = 1024) -> dict[str, torch.Tensor]:
         """distance (N,) to the nearest training image under the best edit, that image's index,
@@ -136,8 +155,9 @@ class CopySearch:
         n, k = len(images), min(self.k, len(self.centre))
         best = torch.full((n,), -2.0)
         index, group, offset = (torch.zeros(n, dtype=torch.long) for _ in range(3))
-        for scale in self.scales:
-            zoomed = zoom(images, scale)
+        for view in self.views:
+            scale, angle = view
+            zoomed = rotate(zoom(images, scale), angle)
             cands = top_k(spectrum(zoomed), self.spectra, k)  # blind to mirroring: serves both
             for s in range(0, n, chunk):
                 centres = self.centre[cands[s : s + chunk]].transpose(1, 2)  # B x D x k, gathered once
@@ -149,7 +169,7 @@ class CopySearch:
                     rows = torch.arange(s, s + len(value))[better]
                     best[rows] = value[better]
                     index[rows] = torch.gather(cands[s : s + chunk], 1, (flat % k).unsqueeze(1))[better, 0]
-                    group[rows], offset[rows] = self.groups.index((scale, mirror)), (flat // k)[better]
+                    group[rows], offset[rows] = self.groups.index((view, mirror)), (flat // k)[better]
         # unit vectors: |a - b|^2 = 2 - 2 cos
         return {"distance": (2 - 2 * best).clamp(min=0).sqrt(), "index": index, "group": group, "offset": offset}
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evaluation import bootstrap, copies, features, measures, plots, stats
+from evaluation import bootstrap, collapse, copies, features, measures, plots, stats
 from evaluation.defaults import DEFAULTS, PROTOCOL
 from evaluation.metrics import METRICS, SPREADS, Metric, Protocol, clip, interval_names
 from evaluation.neighbours import kth_radius
@@ -139,7 +139,7 @@ class Context:
         if "copies" not in self._refs:
             search = copies.CopySearch(stats.real_images(self.loaded, "train"))
             test, train = self.ref("test", self.pixels), self.ref("train", self.pixels)
-            settings = "-".join(str(DEFAULTS[k]) for k in ("copy_shift", "copy_scales", "copy_candidates"))
+            settings = "-".join(str(DEFAULTS[k]) for k in ("copy_shift", "copy_scales", "copy_angles", "copy_candidates"))
             key = hashlib.sha256(f"{PROTOCOL}|{settings}|{test['key']}|{train['key']}".encode()).hexdigest()[:16]
             path = paths.cache_dir("stats") / f"{self.base}-heldout-copies-{key}.pt"
             heldout = stats.cached_distances(path, lambda: search(stats.real_images(self.loaded, "test"))["distance"])
@@ -149,6 +149,14 @@ class Context:
     def modes(self):
         """The 2D mixture's mode centres and standard deviation."""
         return data.mixture_modes(self.base)
+
+    def confusion(self, n_classes: int) -> torch.Tensor | None:
+        """The classifier's confusion on the held-out split (None without labelled held-out images)."""
+        if "confusion" not in self._refs:
+            test = self.ref("test") if self.has_test else {}
+            self._refs["confusion"] = None if "labels" not in test or "logits" not in test else \
+                collapse.confusion_matrix(test["labels"], test["logits"], n_classes)
+        return self._refs["confusion"]
 
     def protocol(self, n: int) -> Protocol:
         """What the names of an evaluation of n samples are built from."""

@@ -195,10 +195,14 @@ def verdicts(checks: dict) -> list[tuple[str, bool]]:
         detail = (f"{px['near_copy_share']:.2%} of samples are near copies in pixel space and {ft['near_copy_share']:.2%} "
                   f"in feature space (closer to a training image than 99 % of held-out images are); median "
                   f"distance to the nearest training image is {px['nn_ratio']:.2f}x that of held-out images; "
-                  f"C_T = {mem['ct']:.2f} (data copying would be below {mem['ct_flag']})")
+                  f"C_T = {mem['ct']:.2f} (reported, not decisive: below {mem['ct_flag']} in copying and in "
+                  "collapsed but honest sets alike)")
         if mem.get("edits"):
             kinds = ", ".join(f"{k} {v:.2%}" for k, v in mem["edits"]["by_edit"].items() if v)
             detail += (f"; {mem['edits']['near_copy_share']:.2%} are copies under small edits (shifts, mirroring, "
                        f"rescaling, re-lighting)" + (f": {kinds}" if kinds else ""))
-        out.append((VERDICT_WORDS["memorization"][bool(mem["flagged"])] + detail, not mem["flagged"]))
+        words = VERDICT_WORDS["memorization"][bool(mem["flagged"])]
+        if not mem["flagged"] and mc and mc.get("flagged"):
+            words = "Collapsed, not memorized: "  # few modes, but no copies of training images
+        out.append((words + detail, not mem["flagged"]))
     return out

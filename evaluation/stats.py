@@ -57,7 +57,7 @@ def cache_key(dataset: str, split: str, extractor: Extractor, n: int | None, siz
 
 def reference(name: str, size: int, split: str, extractor: Extractor, load, n: int | None = None,
               source: str | None = None) -> dict:
-    """{'features', 'logits'?, 'mu', 'sigma', 'class_counts'?, 'n', 'key', 'cached'} for a split of
+    """{'features', 'logits'?, 'mu', 'sigma', 'labels'?, 'class_counts'?, 'n', 'key', 'cached'} for a split of
     real data; `load()` returns the dataset and is called only when the cache misses."""
     key = cache_key(name, split, extractor, n, size, source)
     path = paths.cache_dir("stats") / f"{name}-{split}-{extractor.name}-{key}.pt"
@@ -71,7 +71,8 @@ def reference(name: str, size: int, split: str, extractor: Extractor, load, n: i
     src = split_source(loaded, split)
     labels = getattr(src.a if isinstance(src, data.PairSource) else src, "y", None)
     if labels is not None:
-        ref["class_counts"] = torch.bincount(labels[subset(len(labels), n)])
+        ref["labels"] = labels[subset(len(labels), n)]
+        ref["class_counts"] = torch.bincount(ref["labels"])
     checkpoint.save(ref, path)
     ref["cached"] = False
     return ref

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from evaluation import metrics, seeds
 from suite import harness, run_setup
-from suite.core import signals, tracking
+from suite.core import jsonout, signals, tracking
 from suite.core.errors import ConfigError, Stopped, SuiteError
 from suite.core.tracking import Tracker
 from suite.tune.space import LR_RANGE
@@ -438,24 +438,12 @@ def finalize(study, b: BenchmarkSpec) -> dict:
     except ConfigError:  # e.g. a --metric the cells lack: the last good leaderboard stays as it was
         parent.finish(*status)
         raise
-    parent.log_text(json.dumps(clean(out), indent=1), "benchmark/leaderboard.json")
+    parent.log_text(jsonout.dumps(out, indent=1), "benchmark/leaderboard.json")
     parent.log_text(_csv(board["rows"]), "benchmark/leaderboard.csv")
     parent.log_text(json.dumps({s: {str(k): v for k, v in r.items()} for s, r in results.items()}, default=float),
                     "benchmark/cells.json")
     parent.finish(*status)
     return out
-
-
-def clean(value):
-    """Valid JSON: a non-finite number becomes null (an infinite min_detectable, for instance,
-    means the test could never reject; the row's verdict and note say so)."""
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def render(out: dict) -> str:
@@ -485,14 +473,13 @@ def render(out: dict) -> str:
 
 
 def _csv(rows: list[dict]) -> str:
+    import pandas as pd  # only the CSV artifact needs it
+
     cols = ["spec", "dataset", "metric", "at", "n", "mean", "std", "ci_low", "ci_high", "sample_noise", "dominant",
             "values"]
-    lines = [",".join(cols)]
-    for r in rows:
-        lines.append(",".join('"' + " ".join(f"{v:.6g}" for v in r[c]) + '"' if c == "values" else
-                              ("" if r.get(c) is None else f"{r[c]:.6g}" if isinstance(r.get(c), float) else str(r[c]))
-                              for c in cols))
-    return "\n".join(lines) + "\n"
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    table["values"] = table["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))
+    return table.to_csv(index=False, float_format="%.6g")
 
 
 def benchmark(b: BenchmarkSpec) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from evaluation.defaults import DEFAULTS
 from recipes import registry
 from reports import build
 from suite import api, benchmark, data, summary, ui
-from suite.core import signals, tracking
+from suite.core import jsonout, signals, tracking
 from suite.core.errors import ConfigError, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 from suite.tune import spec as tune_spec
@@ -112,26 +111,7 @@ def cmd_evaluate(args) -> int:
 
 
 def dump_json(obj, indent: int | None = None) -> str:
-    """Valid JSON whatever the values: a non-finite number becomes null, and `non_finite` says
-    which ones and what they were (a metric that could not be computed from these samples)."""
-    bad: dict[str, str] = {}
-
-    def clean(v, where=""):
-        if isinstance(v, dict):
-            return {k: clean(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x, f"{where}[{i}]") for i, x in enumerate(v)]
-        if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy / torch scalars
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            bad[where] = str(v)
-            return None
-        return v
-
-    out = clean(obj)
-    if bad and isinstance(out, dict):
-        out["non_finite"] = {k: f"{v}: not computable from these samples" for k, v in bad.items()}
-    return json.dumps(out, indent=indent, allow_nan=False, default=str)
+    return jsonout.dumps(obj, indent)
 
 
 def _print_result(result) -> None:
@@ -171,7 +151,7 @@ def cmd_benchmark(args) -> int:
                         sets=parse_sets(args.set), metrics=args.metric or [], baseline=args.baseline, test=args.test,
                         name=args.name, storage=args.storage, workers=args.workers, device=args.device,
                         data_root=args.data_root).raw
-    print(json.dumps(benchmark.clean(out)) if args.json else benchmark.render(out))
+    print(jsonout.dumps(out) if args.json else benchmark.render(out))
     return 0
 
 

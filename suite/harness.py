@@ -26,8 +26,8 @@ from recipes.base import Trainer
 from recipes.config import flatten
 from suite import data, pictures, plugins, stored
 from suite.core import checkpoint, paths, signals
-from suite.core.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, Stopped, StopRun, TrainingDiverged,
-                               disk_full, out_of_memory)
+from suite.core.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, Stopped, StopRun, TrackingError,
+                               TrainingDiverged, disk_full, out_of_memory)
 from suite.core.progress import Progress
 from suite.core.rng import isolated_rng, rng_state, set_rng_state
 from suite.core.tracking import Tracker
@@ -251,8 +251,12 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
     written yet) a stop signal ends it at once; from then on the step in progress finishes, a
     checkpoint is written, the run marked KILLED and `Stopped` raised (see suite/core/signals.py)."""
     with signals.stoppable():
-        with signals.interruptible():
-            p, trainer, state = _prepare(req)
+        try:
+            with signals.interruptible():
+                p, trainer, state = _prepare(req)
+        except signals.Interrupted as e:
+            raise Stopped(f"stopped by {signals.name(e.signum)} while setting up, before any run was written", e.signum) \
+                from None
         tracker, session = _open(req, p, trainer, state)
         return _run(req, evaluator_factory, tracker, session)
 
@@ -360,7 +364,9 @@ def _failed(tracker: Tracker, session: Session, e: BaseException) -> None:
         raise OutOfMemory(f"out of memory in run {tracker.run_id}: {why}; lower image_size, n_sample, "
                           "batch_size or eval_n") from None
     if not disk_full(e):
-        tracker.finish("FAILED", f"{type(e).__name__}: {e}")
+        tracker.finish("FAILED", f"{type(e).__name__}: {e}; resume with: {session.resume_command()}")
+        if isinstance(e, TrackingError):  # the store or its writer failed: say how to go on
+            raise TrackingError(f"{e}; run {tracker.run_id} marked FAILED; resume with: {session.resume_command()}") from None
         return
     why = (f"the disk is full (at step {session.trainer.step}: {str(e).splitlines()[0][:160]}); free space, then "
            f"resume with: {session.resume_command()}")

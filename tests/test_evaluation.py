@@ -258,6 +258,7 @@ def fashion():
     return data.load("fashion_mnist")
 
 
+@pytest.mark.slow  # trains the Fashion-MNIST classifier (~45 s on 2 cores) once per session
 def test_domain_classifier_is_accurate_and_cached(fashion_ctx):
     from evaluation import classifier
 
@@ -354,6 +355,7 @@ def test_held_out_images_are_not_found_as_copies(copy_search, fashion):
     assert shares["near_copy_share"] < 0.025, shares
 
 
+@pytest.mark.slow  # trains the Fashion-MNIST classifier (~45 s on 2 cores) once per session
 def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
     ext = features.get("lenet", "fashion_mnist")
     calls = []

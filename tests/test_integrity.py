@@ -140,6 +140,8 @@ SLOW_SETUP = textwrap.dedent('''
         lr_g: float = 1e-4
 
     class Slow(Trainer):
+        kind, data_kinds = "points", ("points",)
+
         def train_step(self, next_batch):
             return {}
         def noise(self, n, generator=None):
@@ -259,3 +261,64 @@ def test_fid_infinity_follows_chong_and_forsyth_and_names_its_variant():
 
     p = Protocol(2000, "lenet", "fashion_mnist", "image", 60000)
     assert METRICS["fidinf_rel"].logged_name(p) == "fidinf_rel2k_lenet_fashion_mnist_train"
+
+
+# --------------------------------------------------------------------------- first use of a store, frozen writers
+
+
+@pytest.mark.slow  # four interpreters started together
+@pytest.mark.parametrize("store", ["suite_home", "tracking_uri"])
+def test_two_runs_started_at_once_on_a_new_store_both_finish(store, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_HOME": str(tmp_path / "home")}
+    if store == "tracking_uri":
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    args = [sys.executable, "-m", "suite", "run", "gan_ring8", "--max-steps", "3", "--no-eval", "--quiet", *sets(RING)]
+    procs = [subprocess.Popen(args, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in outs]
+    assert len({out.split()[-1] for out, _ in outs}) == 2
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def _writer_of(pid: int) -> int | None:
+    for child in _children(pid):
+        try:
+            if "suite.core.metric_writer" in open(f"/proc/{child}/cmdline").read():
+                return child
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.slow  # a training run whose metric writers are frozen with SIGSTOP
+def test_a_frozen_metric_writer_is_replaced_then_a_second_one_fails_the_run_in_bounded_time(suite_home, mlflow_client):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_HOME": str(suite_home), "SUITE_WRITER_TIMEOUT_S": "3"}
+    over = {**RING, "sample_every": 20, "checkpoint_every": 20}
+    proc = subprocess.Popen([sys.executable, "-m", "suite", "run", "gan_ring8", "--max-steps", "400", "--no-eval",
+                             "--quiet", *sets(over)], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    frozen = []
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and len(frozen) < 2:
+        writer = _writer_of(proc.pid)
+        if writer and writer not in frozen:
+            os.kill(writer, signal.SIGSTOP)  # as a store stuck on a lock or a dead network file system
+            frozen.append(writer)
+        time.sleep(0.2)
+    try:
+        _, err = proc.communicate(timeout=120)  # bounded: a few drains of 3 s, not forever
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert len(frozen) == 2, err[-2000:]
+    assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", err), "gave no answer for 3 s, twice")
+    run = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("gan_ring8").experiment_id])[0]
+    assert run.info.status == "FAILED" and "--resume" in run.data.tags["suite.failure_reason"]

@@ -333,3 +333,38 @@ def test_the_python_api_runs_twice_lists_runs_and_loads_a_generator(suite_home):
     G = api.load_generator(first.run_id, "last")
     s = G.sample(10, seed=3)
     assert s.shape == (10, 1, 16, 16) and torch.equal(s, G.sample(10, seed=3))
+
+
+# --------------------------------------------------------------------------- studies and benchmarks of plugin families
+
+
+@pytest.mark.slow  # a study and a benchmark with two worker processes each
+def test_plugin_families_are_tuned_and_benchmarked_by_worker_processes_against_built_ins(tmp_path, suite_home,
+                                                                                       mlflow_client):
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_HOME": str(suite_home)}
+    plugin = str(EXAMPLES / "wgan_gp.py")
+    small = sets({"image_size": 16, "ngf": 8, "ndf": 8, "batch_size": 32, "n_sample": 16, "eval_n": 200,
+                  "sample_every": 10, "checkpoint_every": 10})
+    tune = subprocess.run([sys.executable, "-m", "suite", "tune", "wgangp_fashion", "--plugin", plugin, "--trials", "2",
+                           "--workers", "2", "--max-steps", "4", "--quiet", *small], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    assert json.loads(tune.stdout)["complete"] == 2
+    bench = subprocess.run([sys.executable, "-m", "suite", "benchmark", "wgan_fashion", "wgangp_fashion", "--plugin",
+                            plugin, "--seeds", "2", "--workers", "2", "--max-steps", "3", "--json",
+                            *[a for a in small]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    out = json.loads(bench.stdout)
+    assert {r["spec"] for r in out["rows"]} == {"wgan_fashion", "wgangp_fashion"} and not out["missing"]
+    assert [(c["a"], c["b"]) for c in out["comparisons"]] == [("wgan_fashion", "wgangp_fashion")]
+    cells = [r for r in mlflow_client.search_runs([mlflow_client.get_experiment_by_name("benchmarks").experiment_id])
+             if r.data.tags.get("suite.spec") == "wgangp_fashion"]
+    assert len(cells) == 2 and all(r.data.tags["suite.plugin"] == plugin for r in cells)
+    report = run_main("report", "--benchmark", out["benchmark"], "-o", str(tmp_path / "b.html"), "--plugin", plugin)
+    assert report.returncode == 0, report.stderr[-2000:]
+    one = run_main("report", cells[0].info.run_id, "-o", str(tmp_path / "r.html"), "--plugin", plugin)
+    assert one.returncode == 0 and "Wasserstein estimate" in (tmp_path / "r.html").read_text()

@@ -315,6 +315,7 @@ def test_inception_weights_are_verified_by_their_full_hash_and_never_unpickled(t
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow  # a PostgreSQL cluster and several processes: ~35 s
 def test_a_storage_password_is_never_stored_shown_or_passed_in_argv(tmp_path, suite_home):
     """`tune --storage postgresql://user:PW@...` with two workers: no process argument, no file
     under the store, no output line holds the password; an unreachable storage's error hides it."""

@@ -116,3 +116,13 @@ def test_expected_best_of_k_equals_brute_force_bootstrap():
     assert [c["k"] for c in curve] == [1, 2, 3, 4, 5]
     assert curve[0]["expected_best"] == pytest.approx(np.mean(values))
     assert all(x["expected_best"] >= y["expected_best"] for x, y in zip(curve, curve[1:]))  # more trials: lower
+
+
+def test_the_sign_flip_p_values_equal_scipys_permutation_test():
+    rng = np.random.default_rng(5)
+    for n in (3, 5, 8):
+        d = rng.normal(0.3, 1.0, (20, n))
+        d[0, 1] = d[0, 0]  # ties among the flips too
+        scipy_p = stats.permutation_test((d,), lambda x, axis: x.mean(axis), permutation_type="samples",
+                                         vectorized=True, n_resamples=np.inf, alternative="two-sided", axis=-1).pvalue
+        assert np.allclose(seeds._sign_flip_p(d), scipy_p, rtol=1e-12, atol=1e-12)

@@ -4,10 +4,12 @@ MLflow store, local checkpoint copies and caches, so `python -m suite ui` finds 
 from __future__ import annotations
 
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from suite.core.errors import ConfigError
+from suite.core.errors import ConfigError, SuiteError
 
 
 def home() -> Path:
@@ -70,3 +72,27 @@ def shown_uri(uri: str | None = None) -> str:
 
 def artifact_root() -> str:
     return (home() / "artifacts").as_uri()
+
+
+@contextmanager
+def exclusive(lock: Path, timeout: float, what: str):
+    """One process at a time (on this host) does `what` — create a store, build a cache — the
+    others wait for it, at most `timeout` seconds, then say so in one line."""
+    import fcntl  # POSIX only, like the rest of the process handling
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SuiteError(f"another process has been {what} for {timeout:.0f} s; is it stuck? "
+                                     f"(its lock: {lock})") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -13,7 +13,6 @@ import platform
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,35 +43,14 @@ def client():
     quiet_mlflow()
     uri = paths.tracking_uri()
     check_reachable(uri)
-    c = MlflowClient(tracking_uri=uri)
-    if uri.startswith("sqlite:///") and uri not in _ready:
-        with store_lock(paths.sqlite_path(uri)):  # two first uses at once race in MLflow's schema creation
-            c.search_experiments(max_results=1)  # creates or migrates the schema, one process at a time
-        _ready.add(uri)
+    if not uri.startswith("sqlite:///") or uri in _ready:
+        return MlflowClient(tracking_uri=uri)
+    db = paths.sqlite_path(uri)  # two first uses at once race in MLflow's schema creation:
+    with paths.exclusive(db.with_name(db.name + ".init-lock"), STORE_INIT_S, f"setting up the tracking store {db}"):
+        c = MlflowClient(tracking_uri=uri)
+        c.search_experiments(max_results=1)  # creates or migrates the schema, one process at a time
+    _ready.add(uri)
     return c
-
-
-@contextmanager
-def store_lock(db: Path):
-    """An exclusive lock beside a local store while a process creates or migrates it (a new
-    store, two `suite run` started at once); waits at most STORE_INIT_S, then says so."""
-    import fcntl  # POSIX only, like the rest of the process handling
-
-    with open(db.with_name(db.name + ".init-lock"), "a+") as f:
-        deadline = time.monotonic() + STORE_INIT_S
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TrackingError(f"the tracking store {db} has been held by another process setting it up "
-                                        f"for {STORE_INIT_S:.0f} s; is one stuck? (its lock: {f.name})") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def check_reachable(uri: str) -> None:
