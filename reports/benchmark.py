@@ -19,6 +19,32 @@ from suite.core import tracking
 from suite.core.errors import ConfigError
 
 
+def as_text(out: dict) -> str:
+    """The leaderboard of each dataset's primary metric and the comparisons, as the command prints them."""
+    lines = [f"benchmark {out['benchmark']} ({out['interval']}; {out['test']}, Holm)"]
+    wanted = {c["metric"] for c in out["comparisons"]} | set(out["primaries"].values())
+    shown = [r for r in seeds.preferred(out["rows"]) if r["metric"] in wanted]
+    if shown:
+        width = max(len(r["spec"]) for r in shown)
+        mw = max(len(r["metric"]) for r in shown)
+        lines.append(f"{'spec'.ljust(width)}  {'metric'.ljust(mw)}  at    {'n':>2}  {'mean':>9}  {'95% CI':>21}  "
+                     f"{'std':>8}  dominant  per seed")
+        for r in shown:
+            ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else "-"
+            lines.append(f"{r['spec'].ljust(width)}  {r['metric'].ljust(mw)}  {r['at']:<4}  {r['n']:>2}  "
+                         f"{r['mean']:>9.4g}  {ci:>21}  {(r['std'] or 0):>8.3g}  {r.get('dominant', '-'):<8}  "
+                         + " ".join(f"{v:.4g}" for v in r["values"]))
+    for c in out["comparisons"]:
+        lines.append("  " + seeds.in_words(c))
+    if out["missing"]:
+        lines.append(f"missing cells: {', '.join(out['missing'])}")
+    lines.append(out["power"])
+    if name := out.get("benchmark"):
+        lines.append(f"next: python -m suite report --benchmark {name}   (forest plot, comparisons, samples)  |  "
+                     "python -m suite ui")
+    return "\n".join(lines)
+
+
 def benchmark_parent(name: str):
     found = tracking.find_runs(f"tags.`suite.benchmark` = '{name}' and tags.`suite.kind` = 'benchmark'")
     if not found:

@@ -23,15 +23,25 @@ def _eval_keys(run) -> list[str]:
 
 
 def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
+    """One run's sections, each left out where the run has nothing for it."""
+    family = run.data.tags.get("suite.family", "")
+    trainer = registry.FAMILIES[family].trainer if family in registry.FAMILIES else Trainer
+    sections = [_overview(run), _curves(run, trainer), _evaluations(run), _samples(run, trainer, tmp),
+                _landscape(run, tmp), _checks(run, tmp)]
+    if latent_figures and trainer.kind != "translation":
+        sections.append(latent_section(run.info.run_id, tmp))
+    return [s for s in sections if s is not None and s.blocks]
+
+
+def _overview(run) -> Section:
     rid, tags, params = run.info.run_id, run.data.tags, run.data.params
-    family = tags.get("suite.family", "")
-    name = run.info.run_name or rid
-    out = []
-    overview = Section(f"Run {name}", anchor=f"run-{rid}")
+    overview = Section(f"Run {run.info.run_name or rid}", anchor=f"run-{rid}")
     rows = [["run id", rid], ["status", run.info.status], ["recipe", tags.get("suite.recipe")],
-            ["family", family], ["dataset", tags.get("suite.dataset")], ["seed", tags.get("suite.seed")],
+            ["family", tags.get("suite.family", "")], ["dataset", tags.get("suite.dataset")], ["seed", tags.get("suite.seed")],
             ["device", tags.get("suite.device")], ["git commit", tags.get("suite.git_commit", "")[:12]],
             ["torch / mlflow", f"{tags.get('suite.torch_version')} / {tags.get('suite.mlflow_version')}"]]
+    if tags.get("suite.plugin"):
+        rows.append(["plugin", f"{tags['suite.plugin']} (sha256 {tags.get('suite.plugin_sha256', '')[:12]})"])
     if run.info.end_time and run.info.start_time:
         rows.append(["duration", f"{(run.info.end_time - run.info.start_time) / 1000:.1f} s"])
     if "suite.best_step" in tags:
@@ -45,18 +55,21 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
     cols = [items[i * per:(i + 1) * per] for i in range(3)]
     grid = [[x for col in cols for x in (col[r] if r < len(col) else ("", ""))] for r in range(per)]
     overview.add(Table(["parameter", "value"] * 3, grid, caption="resolved config (also config.json in the run)"))
-    out.append(overview)
+    return overview
 
+
+def _curves(run, trainer) -> Section:
     losses = Section("Training curves", level=3)
-    trainer = registry.FAMILIES[family].trainer if family in registry.FAMILIES else Trainer
     for title, ylabel, keys, hlines in trainer.loss_panels:
-        series = {k: tracking.history(rid, k) for k in keys if k in run.data.metrics}
+        series = {k: tracking.history(run.info.run_id, k) for k in keys if k in run.data.metrics}
         if series:
             losses.add(png(figures.curves(series, title, ylabel, hlines=hlines), f"{title} per generator step "
                             "(faint: raw, solid: exponential moving average)"))
-    if losses.blocks:
-        out.append(losses)
+    return losses
 
+
+def _evaluations(run) -> Section:
+    rid, tags = run.info.run_id, run.data.tags
     evals = Section("Evaluation over training", level=3)
     marks = {"best checkpoint": int(tags["suite.best_step"])} if "suite.best_step" in tags else {}
     over_time = {k: h for k in _eval_keys(run) if len(h := tracking.history(rid, k)) >= 2}
@@ -74,21 +87,24 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
             labels = list(data.get_spec(tags["suite.dataset"]).classes) if share_keys[0].startswith("class") else None
             evals.add(png(figures.shares(hist, "Class shares of generated samples over training", labels),
                            "mode hopping shows as bands that swell and vanish between evaluations"))
-    if evals.blocks:
-        out.append(evals)
+    return evals
 
+
+def _samples(run, trainer, tmp: Path) -> Section:
+    rid = run.info.run_id
     samples = Section("Samples from fixed noise", level=3)
     files = sorted(p for p in tracking.list_artifacts(rid, "samples") if p.endswith(".png"))
     for path in _spread(files, 6):
         step = int(re.findall(r"(\d+)", path)[-1])
         caption = (f"step {step}: rows of input, translation, reconstruction (A then B)" if trainer.kind == "translation"
                    else f"step {step}: the same latent vectors at every step")
-        img = artifact_png(rid, path, tmp, caption)
-        if img:
+        if img := artifact_png(rid, path, tmp, caption):
             samples.add(img)
-    if samples.blocks:
-        out.append(samples)
+    return samples
 
+
+def _landscape(run, tmp: Path) -> Section:
+    rid = run.info.run_id
     scape = Section("What the discriminator sees (GAN Lab view)", level=3)
     frames = sorted(p for p in tracking.list_artifacts(rid, "landscape") if p.endswith(".png"))
     gif = artifact_png(rid, "landscape/animation.gif", tmp,
@@ -97,12 +113,13 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
     if gif:
         scape.add(gif)
     for path in _spread(frames, 3):
-        img = artifact_png(rid, path, tmp, f"step {_step_of(path)}")
-        if img:
+        if img := artifact_png(rid, path, tmp, f"step {_step_of(path)}"):
             scape.add(img)
-    if scape.blocks:
-        out.append(scape)
+    return scape
 
+
+def _checks(run, tmp: Path) -> Section:
+    rid = run.info.run_id
     checks = Section("Checks", level=3)
     result = json_artifact(rid, "eval/result_final.json", tmp)
     if result:
@@ -113,17 +130,9 @@ def run_sections(run, tmp: Path, latent_figures: bool = True) -> list[Section]:
                                                "in pixel space"),
                           ("eval/modes.png", "mode coverage: generated vs data class (or mode) histogram"),
                           ("eval/translations_atob.png", "held-out A images: input, translation, reconstruction")):
-        img = artifact_png(rid, path, tmp, caption)
-        if img:
+        if img := artifact_png(rid, path, tmp, caption):
             checks.add(img)
-    if checks.blocks:
-        out.append(checks)
-
-    if latent_figures and trainer.kind != "translation":
-        section = latent_section(rid, tmp)
-        if section is not None:
-            out.append(section)
-    return out
+    return checks
 
 
 def _step_of(path: str) -> int:

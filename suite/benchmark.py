@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from evaluation import metrics, seeds
-from suite import harness, run_setup
+from evaluation import leaderboard, metrics, seeds
+from suite import harness, plugins, run_setup
 from suite.core import jsonout, signals, tracking
 from suite.core.errors import ConfigError, Stopped, SuiteError
 from suite.core.tracking import Tracker
@@ -185,6 +184,7 @@ def prepare(b: BenchmarkSpec):
         owner = False
     def setup() -> str:
         study.set_user_attr("benchmark", json.loads(b.to_json()) | {"storage": safe_url(b.storage)})
+        study.set_user_attr("plugins", plugins.sources({resolved(b, label).family for label in b.specs}))
         queue(study, b)
         study.set_user_attr("mlflow_parent_run_id", _create_parent(b))
         return study.user_attrs["mlflow_parent_run_id"]
@@ -195,6 +195,7 @@ def prepare(b: BenchmarkSpec):
         return study
     parent = wait_for_parent(study, "--name", setup)
     saved = study.user_attrs.get("benchmark", {})
+    plugins.check_same_sources(study.user_attrs.get("plugins", {}), f"benchmark '{b.name}'")
     for key in ("max_steps", "sets", "trials", "test"):  # reusing cells trained otherwise would mix protocols
         if key in saved and (saved[key] or None) != (getattr(b, key) or None):
             raise ConfigError(f"benchmark '{b.name}' exists with {key} = {saved[key]!r}, not {getattr(b, key)!r}; "
@@ -330,101 +331,11 @@ def collect(study, b: BenchmarkSpec) -> dict[str, dict[int, dict]]:
     return out
 
 
-def resolve_metric(name: str, available: set[str]) -> str | None:
-    """A logged name, or a table key ('kid') -> the one logged name of that metric."""
-    if name in available:
-        return name
-    hits = sorted(k for k in available if (m := metrics.lookup(k)) and m.key == name)
-    if len(hits) > 1:
-        raise ConfigError(f"--metric '{name}' is ambiguous here: {', '.join(hits)}")
-    return hits[0] if hits else None
-
-
-def leaderboard(b: BenchmarkSpec, results: dict) -> dict:
-    ds = datasets(b)
-    rows, primaries = [], {}
-    for label in b.specs:
-        runs = results.get(label, {})
-        if not runs:
-            continue
-        names = sorted(set.intersection(*(set(r["last"]) for r in runs.values())))
-        primaries[label] = next(iter(runs.values()))["primary"]
-        for name in names:
-            for at in ("best", "last"):
-                if not all(name in r[at] for r in runs.values()):
-                    continue
-                values = [runs[s][at][name] for s in sorted(runs)]
-                ci = seeds.t_interval(values)
-                noise = [runs[s]["noise"][name] for s in sorted(runs) if name in runs[s]["noise"]]
-                row = {"spec": label, "dataset": ds[label], "metric": name, "at": at, **ci, "values": values,
-                       "seeds": sorted(runs)}
-                if noise and ci["std"] is not None and (ci["std"] > 0 or max(noise) > 0):
-                    row["sample_noise"] = float(sum(noise) / len(noise)) / 1.96  # sd implied by the run's interval
-                    row["dominant"] = "seeds" if ci["std"] > row["sample_noise"] else "samples"
-                rows.append(row)
-
-    rank = {}  # spec -> its primary mean, signed so that smaller is better (no mean: last)
-    for r in seeds.preferred(rows):
-        if r["metric"] == primaries.get(r["spec"]) and r["mean"] is not None and math.isfinite(r["mean"]):
-            rank[r["spec"]] = -r["mean"] if metrics.direction(r["metric"]) == "max" else r["mean"]
-
-    def order(row):
-        return (row["dataset"], rank.get(row["spec"], math.inf), row["spec"], row["metric"], row["at"])
-
-    rows.sort(key=order)
-    return {"rows": rows, "primaries": primaries}
-
-
-def comparisons(b: BenchmarkSpec, results: dict, primaries: dict) -> list[dict]:
-    out = []
-    todo = []
-    for a, c in pairs(b):
-        if a not in results or c not in results:
-            continue
-        common = sorted(set(results[a]) & set(results[c]))
-        both = [results[x][s] for x in (a, c) for s in common]
-        available = set.intersection(*(set(r["last"]) for r in both)) if both else set()
-        for m in [primaries.get(a)] + list(b.metrics):
-            name = resolve_metric(m, available) if m else None
-            if name is None:
-                lacking = sorted(f"{x} seed {s}" for x in (a, c) for s in common if m not in results[x][s]["last"])
-                raise ConfigError(f"metric '{m}' is missing from cells {', '.join(lacking[:4]) or '(none finished)'}; "
-                                  f"available: {', '.join(sorted(available)[:8])}")
-            at = "best" if all(name in r["best"] for r in both) else "last"  # final-only metrics: the last step
-            todo.append((a, c, name, at, [results[a][s][at][name] for s in common],
-                         [results[c][s][at][name] for s in common]))
-    tests = [seeds.paired(x, y, b.test) for *_, x, y in todo]  # the interval is Student-t for either test
-    families = {name: [i for i, t in enumerate(todo) if t[2] == name] for name in {t[2] for t in todo}}
-    adjusted, size = [1.0] * len(todo), [1] * len(todo)
-    for idx in families.values():  # Holm over the pairs, one family per metric (a metric names its dataset)
-        ps = [tests[i]["p_value"] if tests[i]["p_value"] is not None else 1.0 for i in idx]
-        for i, p in zip(idx, seeds.holm(ps)):
-            adjusted[i], size[i] = p, len(idx)
-    for (a, c, name, at, *_), t, p, m in zip(todo, tests, adjusted, size):
-        need = seeds.seeds_needed(m, b.test)
-        row = {"a": a, "b": c, "metric": name, "at": at, "n": t["n"], "diff": t["diff"], "ci_low": t["ci_low"],
-               "ci_high": t["ci_high"], "p_value": t["p_value"], "p_holm": p, "pairs": m, "test": seeds.TESTS[b.test]}
-        if t["n"] < need:
-            row.update(verdict="too few seeds", min_detectable=None,
-                       note=f"{t['n']} paired seeds; the {seeds.TESTS[b.test]} over {m} pair{'s' * (m > 1)} needs {need}")
-            out.append(row)
-            continue
-        if p < seeds.ALPHA:
-            better = (t["diff"] < 0) == (metrics.direction(name) == "min")
-            row["verdict"] = "a better" if better else "b better"
-        else:
-            row["verdict"] = "no detectable difference"
-        # at Holm's strictest step, alpha / m: a difference this large is found whatever the other pairs show
-        row["min_detectable"] = seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, b.test)
-        out.append(row)
-    return out
-
-
 def finalize(study, b: BenchmarkSpec) -> dict:
     parent = Tracker.attach(study.user_attrs["mlflow_parent_run_id"])
     results = collect(study, b)
     missing = [f"{c['spec']} seed {c['seed']}" for c in cells(b) if c["seed"] not in results.get(c["spec"], {})]
-    board = leaderboard(b, results)
+    board = leaderboard.leaderboard(b.specs, datasets(b), results)
     out = {"benchmark": b.name, "test": seeds.TESTS[b.test], "interval": seeds.INTERVAL, "power": power_note(b),
            "rows": board["rows"], "comparisons": [], "missing": missing, "parent_run_id": parent.run_id,
            "primaries": board["primaries"]}
@@ -434,7 +345,7 @@ def finalize(study, b: BenchmarkSpec) -> dict:
             metrics.direction(board["primaries"][spec]) == "max") for spec, runs in results.items()}
     status = ("FINISHED", None) if not missing else ("FAILED", f"cells missing: {', '.join(missing)}")
     try:
-        out["comparisons"] = comparisons(b, results, board["primaries"])
+        out["comparisons"] = leaderboard.comparisons(pairs(b), results, board["primaries"], b.metrics, b.test)
     except ConfigError:  # e.g. a --metric the cells lack: the last good leaderboard stays as it was
         parent.finish(*status)
         raise
@@ -444,32 +355,6 @@ def finalize(study, b: BenchmarkSpec) -> dict:
                     "benchmark/cells.json")
     parent.finish(*status)
     return out
-
-
-def render(out: dict) -> str:
-    """The leaderboard of each dataset's primary metric and the comparisons, as the command prints them."""
-    lines = [f"benchmark {out['benchmark']} ({out['interval']}; {out['test']}, Holm)"]
-    wanted = {c["metric"] for c in out["comparisons"]} | set(out["primaries"].values())
-    shown = [r for r in seeds.preferred(out["rows"]) if r["metric"] in wanted]
-    if shown:
-        width = max(len(r["spec"]) for r in shown)
-        mw = max(len(r["metric"]) for r in shown)
-        lines.append(f"{'spec'.ljust(width)}  {'metric'.ljust(mw)}  at    {'n':>2}  {'mean':>9}  {'95% CI':>21}  "
-                     f"{'std':>8}  dominant  per seed")
-        for r in shown:
-            ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else "-"
-            lines.append(f"{r['spec'].ljust(width)}  {r['metric'].ljust(mw)}  {r['at']:<4}  {r['n']:>2}  "
-                         f"{r['mean']:>9.4g}  {ci:>21}  {(r['std'] or 0):>8.3g}  {r.get('dominant', '-'):<8}  "
-                         + " ".join(f"{v:.4g}" for v in r["values"]))
-    for c in out["comparisons"]:
-        lines.append("  " + seeds.in_words(c))
-    if out["missing"]:
-        lines.append(f"missing cells: {', '.join(out['missing'])}")
-    lines.append(out["power"])
-    if name := out.get("benchmark"):
-        lines.append(f"next: python -m suite report --benchmark {name}   (forest plot, comparisons, samples)  |  "
-                     "python -m suite ui")
-    return "\n".join(lines)
 
 
 def _csv(rows: list[dict]) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from evaluation import classifier, features, samples, seeds
 from evaluation.defaults import DEFAULTS
 from recipes import registry
+from reports import benchmark as bench_report
 from reports import build
 from suite import api, benchmark, data, summary, ui
 from suite.core import jsonout, signals, tracking
@@ -151,7 +152,7 @@ def cmd_benchmark(args) -> int:
                         sets=parse_sets(args.set), metrics=args.metric or [], baseline=args.baseline, test=args.test,
                         name=args.name, storage=args.storage, workers=args.workers, device=args.device,
                         data_root=args.data_root).raw
-    print(jsonout.dumps(out) if args.json else benchmark.render(out))
+    print(jsonout.dumps(out) if args.json else bench_report.as_text(out))
     return 0
 
 
@@ -219,14 +220,24 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m suite", description="GAN benchmark suite: faithful recipes, honest metrics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{" + ",".join(PUBLIC) + "}")
     recipe_help = f"one of the {len(registry.RECIPES)} named recipes (python -m suite list)"
+    for add in (_add_list, _add_show, _add_run, _add_evaluate, _add_tune, _add_benchmark, _add_report, _add_ui, _add_bench,
+                _add_train_classifier, _add_workers):
+        add(sub, g, recipe_help)
+    return p
 
+
+def _add_list(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("list", help="named recipes with family, dataset, size", parents=[g["plugin"]])
     s.set_defaults(func=cmd_list)
 
+
+def _add_show(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("show", help="print the fully resolved config as JSON", parents=[g["plugin"], g["config"]])
     s.add_argument("recipe", type=_recipe, metavar="RECIPE", help=recipe_help)
     s.set_defaults(func=cmd_show)
 
+
+def _add_run(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("run", help="train a recipe, logging to MLflow",
                        parents=[g["plugin"], g["config"], g["machine"], g["quiet"]])
     s.add_argument("recipe", nargs="?", type=_recipe, metavar="RECIPE", help=recipe_help)
@@ -237,6 +248,8 @@ def build_parser() -> Parser:
     s.add_argument("--no-eval", action="store_true", help="skip metric evaluation during and after training")
     s.set_defaults(func=cmd_run)
 
+
+def _add_evaluate(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("evaluate", help="metrics and checks: a run's checkpoint, sample files or a generator, "
                                         "against a dataset or any reference set", parents=[g["plugin"], g["machine"]])
     s.add_argument("run_id", nargs="?", help="an MLflow run of the suite (results are logged to it)")
@@ -258,6 +271,8 @@ def build_parser() -> Parser:
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=cmd_evaluate)
 
+
+def _add_tune(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs",
                        parents=[g["plugin"], g["config"], g["machine"], g["store"], g["quiet"]])
     s.add_argument("recipe", type=_recipe, metavar="RECIPE", help=recipe_help)
@@ -272,6 +287,8 @@ def build_parser() -> Parser:
     s.add_argument("--sampler", default=tune_spec.StudySpec.sampler, choices=list(tune_spec.SAMPLERS))
     s.set_defaults(func=cmd_tune)
 
+
+def _add_benchmark(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts",
                        parents=[g["plugin"], g["machine"], g["store"]])
     s.add_argument("specs", nargs="+", metavar="SPEC", help="RECIPE or RECIPE:key=value,key=value (its text is its label)")
@@ -287,6 +304,8 @@ def build_parser() -> Parser:
     s.add_argument("--json", action="store_true", help="print the leaderboard and comparisons as one JSON object")
     s.set_defaults(func=cmd_benchmark)
 
+
+def _add_report(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("report", help="an HTML (or Markdown) report of runs, an experiment or a study",
                        parents=[g["plugin"]])
     s.add_argument("run_ids", nargs="*", metavar="RUN_ID")
@@ -298,22 +317,30 @@ def build_parser() -> Parser:
                    help="html (self-contained) | md (images in a folder beside it)")
     s.set_defaults(func=cmd_report)
 
+
+def _add_ui(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("ui", help="start the MLflow UI on the suite's tracking store")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=5000)
     s.set_defaults(func=cmd_ui)
 
+
+def _add_bench(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("bench", help="speed benchmarks: ratios against baselines timed in the same run")
     s.add_argument("-k", help="only the benchmarks matching this pytest -k expression")
     s.add_argument("--compare", nargs="?", const="", metavar="RUN",
                    help="compare with a saved benchmark run (default: the latest)")
     s.set_defaults(func=cmd_bench)
 
+
+def _add_train_classifier(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
     s.add_argument("dataset", choices=list(classifier.SUPPORTED))
     s.set_defaults(func=cmd_train_classifier)
 
-    # internal: worker processes of `tune / benchmark --workers K` (spec and plugins in their environment)
+
+def _add_workers(sub, g: dict, recipe_help: str) -> None:
+    """Internal: worker processes of `tune / benchmark --workers K` (spec and plugins in their environment)."""
     s = sub.add_parser("_tune-worker")
     s.add_argument("worker_id")
     s.add_argument("deadline", nargs="?", default="")
@@ -321,7 +348,6 @@ def build_parser() -> Parser:
     s = sub.add_parser("_bench-worker")
     s.add_argument("worker_id")
     s.set_defaults(func=cmd_bench_worker)
-    return p
 
 
 def _recipe(name: str) -> str:

@@ -155,3 +155,22 @@ def check_unchanged(tags: dict, allow_changed: bool = False) -> None:
     if sha and now.get("sha256") != sha and not allow_changed:
         raise PluginError(f"plugin {now.get('plugin', plugin)} has changed since this run started (sha256 {sha[:12]} "
                           f"then, {str(now.get('sha256'))[:12]} now); restore it, or pass --allow-changed-plugin")
+
+
+def sources(families) -> dict[str, str]:
+    """{plugin: sha256 of its source} for the plugin families among `families` (a study's or a
+    benchmark's, saved when it is created)."""
+    origins = (registry.family(f).origin for f in families)
+    return {o["plugin"]: o.get("sha256", "") for o in origins if o}
+
+
+def check_same_sources(saved: dict[str, str], what: str) -> None:
+    """A study or benchmark joined (another host, a later command) runs the plugin source it was
+    started with, or is refused in one line: cells trained by other code would be compared."""
+    for plugin, sha in saved.items():
+        now = LOADED.get(plugin)
+        if now is None:
+            raise PluginError(f"{what} was started with plugin {plugin}: pass --plugin {plugin}")
+        if now.get("sha256") != sha:
+            raise PluginError(f"{what} was started with another version of plugin {plugin} (sha256 {sha[:12]} then, "
+                              f"{now.get('sha256', '')[:12]} here): every host must run the same source")

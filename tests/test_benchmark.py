@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from evaluation import seeds
+from evaluation import leaderboard
 from suite import benchmark
 from tests.helpers import ROOT, assert_one_line_error, run_main
 from tests.servers import render
@@ -257,5 +258,5 @@ def test_leaderboard_is_sorted_by_the_primary_metric_in_its_direction():
 
     results = {specs[0]: {0: cell(0.2), 1: cell(0.3)}, specs[1]: {0: cell(0.8), 1: cell(0.9)},
                specs[2]: {0: cell(0.5), 1: cell(0.4)}}
-    rows = benchmark.leaderboard(b, results)["rows"]
+    rows = leaderboard.leaderboard(b.specs, benchmark.datasets(b), results)["rows"]
     assert [r["spec"] for r in rows if r["at"] == "best"] == [specs[1], specs[2], specs[0]]

@@ -110,6 +110,8 @@ def test_the_docs_plugin_trains_is_tagged_and_resumes_only_with_its_source(tmp_p
     small = sets({"batch_size": 32, "width": 8, "n_sample": 16, "sample_every": 4, "checkpoint_every": 4})
     listed = run_main("list", "--plugin", str(plugin))
     assert "hinge_fashion" in listed.stdout and f"[plugin {plugin.resolve()}]" in listed.stdout
+    shown = run_main("show", "hinge_fashion", "--plugin", str(plugin), "--set", "width=16")
+    assert shown.returncode == 0 and '"width": 16' in shown.stdout and '"family": "hinge"' in shown.stdout
     first = run_main("run", "hinge_fashion", "--plugin", str(plugin), "--max-steps", "4", "--no-eval", "--quiet", *small)
     assert first.returncode == 0, first.stderr[-2000:]
     run_id = first.stdout.split()[-1]
@@ -368,3 +370,20 @@ def test_plugin_families_are_tuned_and_benchmarked_by_worker_processes_against_b
     assert report.returncode == 0, report.stderr[-2000:]
     one = run_main("report", cells[0].info.run_id, "-o", str(tmp_path / "r.html"), "--plugin", plugin)
     assert one.returncode == 0 and "Wasserstein estimate" in (tmp_path / "r.html").read_text()
+
+
+def test_a_study_or_benchmark_joined_with_another_plugin_source_is_refused(tmp_path, registries):
+    from suite.core.errors import PluginError
+
+    plugin = tmp_path / "hinge.py"
+    plugin.write_text(docs_plugin())
+    origin = plugins.load(str(plugin))
+    saved = plugins.sources(["hinge", "dcgan"])
+    assert saved == {str(plugin.resolve()): origin["sha256"]}  # built-ins carry no source to check
+    plugins.check_same_sources(saved, "benchmark 'b'")  # the same source: joins
+    plugins.LOADED[str(plugin.resolve())] = {**origin, "sha256": "0" * 64}
+    with pytest.raises(PluginError, match="another version of plugin"):
+        plugins.check_same_sources(saved, "benchmark 'b'")
+    plugins.LOADED.clear()
+    with pytest.raises(PluginError, match="pass --plugin"):
+        plugins.check_same_sources(saved, "study 's'")

@@ -29,7 +29,7 @@ import torch
 from optuna.trial import TrialState
 
 from evaluation import metrics
-from suite import harness, run_setup
+from suite import harness, plugins, run_setup
 from suite.core import signals
 from suite.core.errors import ConfigError, Stopped, StopRun, SuiteError
 from suite.core.tracking import Tracker
@@ -85,7 +85,8 @@ def prepare_study(spec: StudySpec):
         owner = False
     def setup() -> str:
         for key, value in {"recipe": spec.recipe, "metric": spec.metric, "direction": spec.direction,
-                           "params": [dataclasses.asdict(p) for p in spec.params]}.items():
+                           "params": [dataclasses.asdict(p) for p in spec.params],
+                           "plugins": plugins.sources([cfg.family])}.items():
             study.set_user_attr(key, value)
         queue_slots(study, spec, cfg)  # before the parent id appears: joiners wait for that
         study.set_user_attr("mlflow_parent_run_id", _create_parent(spec, cfg))
@@ -97,6 +98,7 @@ def prepare_study(spec: StudySpec):
     spec.seed_offset = joiner_seed()  # a joining coordinator must not repeat the owner's draws
     parent_id = wait_for_parent(study, "--study-name", setup)
     attrs = study.user_attrs
+    plugins.check_same_sources(attrs.get("plugins", {}), f"study '{spec.study_name}'")
     if attrs.get("recipe") != spec.recipe or attrs.get("metric") != spec.metric:
         raise ConfigError(f"study '{spec.study_name}' belongs to recipe {attrs.get('recipe')} / metric "
                           f"{attrs.get('metric')}; use another --study-name")
