@@ -52,10 +52,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(value)
 
 
-def fid_from_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
-    return frechet_distance(*statistics(f1), *statistics(f2))
-
-
 FIDINF_START = 5000  # Chong & Forsyth's smallest sample count (their code: linspace(5000, N, 15))
 
 

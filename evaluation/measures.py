@@ -63,10 +63,6 @@ register(Metric("kid", "kernel inception distance (Bińkowski et al. 2018)", "mi
                 compute=_kid, name=_kid_name, interval=_kid_interval))
 
 
-def _fidinf_name(p: Protocol) -> str:
-    return p.name("fidinf" if fid.fidinf_original(p.n) else "fidinf_rel")
-
-
 def _fidinf(inp) -> float:
     return fid.fid_infinity(inp.features, inp.ref["mu"], inp.ref["sigma"], seed=DEFAULTS["seed"])
 
