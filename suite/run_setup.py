@@ -118,7 +118,7 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
         cfg = dataclasses.replace(cfg, image_size=loaded.shape[-1])
     info = data.data_info(loaded, cfg.batch_size)
     return Prepared(recipe, cfg.family, cfg, loaded, info, dev, str(data_root) if data_root else None,
-                    total_steps(registry.family(cfg.family).trainer, cfg, info))
+                    total_steps(trainer, cfg, info))
 
 
 def build_trainer(p: Prepared) -> Trainer:

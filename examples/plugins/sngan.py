@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from recipes import BaseConfig, Trainer, register_family, register_recipe
+from recipes import BaseConfig, Trainer, register_family, register_recipe, set_requires_grad
 
 
 @dataclass
@@ -133,14 +133,14 @@ class SNGANTrainer(Trainer):
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
-        for p in self.D.parameters():
-            p.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g = -self.D(self.G(self.noise(self.cfg.batch_size))).mean()
-        loss_g.backward()
-        self.opt_g.step()
-        for p in self.D.parameters():
-            p.requires_grad_(True)
+        set_requires_grad(self.D, False)  # only G learns from its step
+        try:
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g = -self.D(self.G(self.noise(self.cfg.batch_size))).mean()
+            loss_g.backward()
+            self.opt_g.step()
+        finally:
+            set_requires_grad(self.D, True)
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach()}
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recipes import BaseConfig, Trainer, register_family, register_recipe
+from recipes import BaseConfig, Trainer, register_family, register_recipe, set_requires_grad
 
 
 @dataclass
@@ -123,14 +123,14 @@ class WGANGPTrainer(Trainer):
             self.opt_d.zero_grad(set_to_none=True)
             (d_fake - d_real + gp).backward()
             self.opt_d.step()
-        for p in self.D.parameters():
-            p.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g = -self.D(self.G(self.noise(self.cfg.batch_size))).mean()
-        loss_g.backward()
-        self.opt_g.step()
-        for p in self.D.parameters():
-            p.requires_grad_(True)
+        set_requires_grad(self.D, False)  # only G learns from its step
+        try:
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g = -self.D(self.G(self.noise(self.cfg.batch_size))).mean()
+            loss_g.backward()
+            self.opt_g.step()
+        finally:
+            set_requires_grad(self.D, True)
         return {"loss/d": (d_fake - d_real + gp).detach(), "loss/g": loss_g.detach(), "gradient_penalty": gp.detach(),
                 "wasserstein_estimate": (d_real - d_fake).detach()}
 

@@ -29,7 +29,6 @@ def quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-
 def main(run_id: str) -> int:
     from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; only the helper process pays it here
     from mlflow.tracking import MlflowClient  # (the same)
