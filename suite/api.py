@@ -29,7 +29,7 @@ from evaluation.defaults import DEFAULTS
 from evaluation.evaluate import MIN_SAMPLES, Context, Options, Result, min_samples_reason
 from recipes import registry
 from suite import benchmark as bench
-from suite import data, harness, plugins, run_setup, stored
+from suite import catalog, data, harness, plugins, run_setup, stored
 from suite.core import checkpoint, tracking
 from suite.core.errors import ConfigError, DataError, PluginError
 from suite.evaluate_run import evaluate_run
@@ -53,14 +53,7 @@ def list_recipes():
     """The named recipes as a DataFrame: recipe, family, dataset, size, scale, summary, plugin."""
     import pandas as pd  # heavy-ish: only the table needs it
 
-    rows = []
-    for r in sorted(registry.RECIPES.values(), key=lambda r: (r.cpu_sized, r.family, r.name)):
-        cfg, spec = r.config(), data.get_spec(r.dataset)
-        rows.append({"recipe": r.name, "family": r.family, "dataset": r.dataset,
-                     "size": "2D" if spec.kind == "points" else f"{cfg.image_size or spec.native_size}px",
-                     "scale": "cpu" if r.cpu_sized else "paper", "summary": r.summary,
-                     "plugin": r.origin.get("plugin", "")})
-    return pd.DataFrame(rows, columns=["recipe", "family", "dataset", "size", "scale", "summary", "plugin"])
+    return pd.DataFrame(catalog.rows(), columns=list(catalog.COLUMNS))
 
 
 def show(recipe: str, seed: int | None = None, max_steps: int | None = None, **overrides) -> dict:

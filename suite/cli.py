@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,22 +25,12 @@ from evaluation.defaults import DEFAULTS
 from recipes import registry
 from reports import benchmark as bench_report
 from reports import build
-from suite import api, benchmark, data, summary, ui
+from suite import api, benchmark, catalog, commands, data, summary, ui
 from suite.core import jsonout, signals, tracking
 from suite.core.errors import ConfigError, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 from suite.tune import spec as tune_spec
 from suite.tune import study as tune
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + error
-        raise SystemExit(_fail(f"{self.prog}: {message} (see --help)"))
-
-
-def _fail(message: str, code: int = 2) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return code
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -58,12 +47,7 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 
 
 def cmd_list(args) -> int:
-    table = api.list_recipes()
-    rows = [tuple(str(v) for v in r) for r in table[["recipe", "family", "dataset", "size", "scale", "summary"]].itertuples(index=False)]
-    header = ("recipe", "family", "dataset", "size", "scale", "")
-    widths = [max(len(x[i]) for x in rows + [header]) for i in range(5)]
-    for row, plugin in zip([header] + rows, [""] + list(table["plugin"])):
-        print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] + (f"  [plugin {plugin}]" if plugin else ""))
+    print("\n".join(catalog.lines(catalog.rows())))
     return 0
 
 
@@ -189,36 +173,10 @@ def cmd_bench(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def _groups() -> dict[str, argparse.ArgumentParser]:
-    """Argument groups several commands share, each defined once (argparse parents)."""
-    plugin = argparse.ArgumentParser(add_help=False)
-    plugin.add_argument("--plugin", action="append", metavar="FILE.py|MODULE",
-                        help="load a plugin's families, recipes, datasets, extractors, metrics (repeatable; also "
-                             "SUITE_PLUGINS and installed `gan_suite.plugins` entry points)")
-    machine = argparse.ArgumentParser(add_help=False)
-    machine.add_argument("--device", default=os.environ.get("SUITE_DEVICE", "cpu"), help="cpu | cuda | cuda:N")
-    machine.add_argument("--data-root", help="folder holding local datasets (or set SUITE_DATA_ROOT)")
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-    config.add_argument("--seed", type=int, help="random seed (default: the recipe's, 0)")
-    config.add_argument("--max-steps", type=int, help="stop after N generator iterations")
-    quiet = argparse.ArgumentParser(add_help=False)
-    quiet.add_argument("--quiet", action="store_true", help="no summary at the end (stdout is the same either way)")
-    store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--storage", help="Optuna storage URL: sqlite:///f.db, postgresql://..., journal:///f.log "
-                                         "(default SUITE_HOME/optuna.db)")
-    store.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    return {"plugin": plugin, "machine": machine, "config": config, "quiet": quiet, "store": store}
-
-
-PUBLIC = ("list", "show", "run", "evaluate", "tune", "benchmark", "report", "ui", "bench", "train-classifier")
-
-
-def build_parser() -> Parser:
+def build_parser() -> commands.Parser:
     """Choices come from the registries as they stand (plugins loaded first: see `main`)."""
-    g = _groups()
-    p = Parser(prog="python -m suite", description="GAN benchmark suite: faithful recipes, honest metrics.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{" + ",".join(PUBLIC) + "}")
+    g = commands.groups()
+    p, sub = commands.top_parser()
     recipe_help = f"one of the {len(registry.RECIPES)} named recipes (python -m suite list)"
     for add in (_add_list, _add_show, _add_run, _add_evaluate, _add_tune, _add_benchmark, _add_report, _add_ui, _add_bench,
                 _add_train_classifier, _add_workers):
@@ -227,18 +185,18 @@ def build_parser() -> Parser:
 
 
 def _add_list(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("list", help="named recipes with family, dataset, size", parents=[g["plugin"]])
+    s = sub.add_parser("list", help=commands.HELP["list"], parents=[g["plugin"]])
     s.set_defaults(func=cmd_list)
 
 
 def _add_show(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("show", help="print the fully resolved config as JSON", parents=[g["plugin"], g["config"]])
+    s = sub.add_parser("show", help=commands.HELP["show"], parents=[g["plugin"], g["config"]])
     s.add_argument("recipe", type=_recipe, metavar="RECIPE", help=recipe_help)
     s.set_defaults(func=cmd_show)
 
 
 def _add_run(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("run", help="train a recipe, logging to MLflow",
+    s = sub.add_parser("run", help=commands.HELP["run"],
                        parents=[g["plugin"], g["config"], g["machine"], g["quiet"]])
     s.add_argument("recipe", nargs="?", type=_recipe, metavar="RECIPE", help=recipe_help)
     s.add_argument("--download", action="store_true", help="download the dataset if missing (needs a network)")
@@ -250,8 +208,7 @@ def _add_run(sub, g: dict, recipe_help: str) -> None:
 
 
 def _add_evaluate(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("evaluate", help="metrics and checks: a run's checkpoint, sample files or a generator, "
-                                        "against a dataset or any reference set", parents=[g["plugin"], g["machine"]])
+    s = sub.add_parser("evaluate", help=commands.HELP["evaluate"], parents=[g["plugin"], g["machine"]])
     s.add_argument("run_id", nargs="?", help="an MLflow run of the suite (results are logged to it)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"], help="of RUN_ID (default best)")
     s.add_argument("--n", type=int, help=f"samples (default {DEFAULTS['n']} for a run; all of --samples)")
@@ -273,7 +230,7 @@ def _add_evaluate(sub, g: dict, recipe_help: str) -> None:
 
 
 def _add_tune(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("tune", help="an Optuna study of a recipe's learning rates; trials are MLflow runs",
+    s = sub.add_parser("tune", help=commands.HELP["tune"],
                        parents=[g["plugin"], g["config"], g["machine"], g["store"], g["quiet"]])
     s.add_argument("recipe", type=_recipe, metavar="RECIPE", help=recipe_help)
     trials = tune_spec.StudySpec.trials
@@ -289,7 +246,7 @@ def _add_tune(sub, g: dict, recipe_help: str) -> None:
 
 
 def _add_benchmark(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("benchmark", help="every SPEC x seed trained; leaderboard with intervals, paired verdicts",
+    s = sub.add_parser("benchmark", help=commands.HELP["benchmark"],
                        parents=[g["plugin"], g["machine"], g["store"]])
     s.add_argument("specs", nargs="+", metavar="SPEC", help="RECIPE or RECIPE:key=value,key=value (its text is its label)")
     s.add_argument("--seeds", type=int, default=benchmark.BenchmarkSpec.seeds, help="seeds 0..N-1 per spec")
@@ -306,7 +263,7 @@ def _add_benchmark(sub, g: dict, recipe_help: str) -> None:
 
 
 def _add_report(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("report", help="an HTML (or Markdown) report of runs, an experiment or a study",
+    s = sub.add_parser("report", help=commands.HELP["report"],
                        parents=[g["plugin"]])
     s.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     s.add_argument("--experiment", help="every run of this MLflow experiment (a recipe name)")
@@ -319,14 +276,14 @@ def _add_report(sub, g: dict, recipe_help: str) -> None:
 
 
 def _add_ui(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("ui", help="start the MLflow UI on the suite's tracking store")
+    s = sub.add_parser("ui", help=commands.HELP["ui"])
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=5000)
     s.set_defaults(func=cmd_ui)
 
 
 def _add_bench(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("bench", help="speed benchmarks: ratios against baselines timed in the same run")
+    s = sub.add_parser("bench", help=commands.HELP["bench"])
     s.add_argument("-k", help="only the benchmarks matching this pytest -k expression")
     s.add_argument("--compare", nargs="?", const="", metavar="RUN",
                    help="compare with a saved benchmark run (default: the latest)")
@@ -334,7 +291,7 @@ def _add_bench(sub, g: dict, recipe_help: str) -> None:
 
 
 def _add_train_classifier(sub, g: dict, recipe_help: str) -> None:
-    s = sub.add_parser("train-classifier", help="train (once, cached) a domain classifier for offline metrics")
+    s = sub.add_parser("train-classifier", help=commands.HELP["train-classifier"])
     s.add_argument("dataset", choices=list(classifier.SUPPORTED))
     s.set_defaults(func=cmd_train_classifier)
 
@@ -377,25 +334,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api.load_plugins(_plugin_args(argv))
     except SuiteError as e:
-        return _fail(str(e), e.exit_code)
+        return commands.fail(str(e), e.exit_code)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SuiteError as e:
-        return _fail(str(e), e.exit_code)
+        return commands.fail(str(e), e.exit_code)
     except OSError as e:
         if disk_full(e):
-            return _fail(f"the disk is full: {e.strerror or e} ({e.filename or 'writing'}); free space and run it again")
+            return commands.fail(f"the disk is full: {e.strerror or e} ({e.filename or 'writing'}); free space and run it again")
         raise
     except (MemoryError, RuntimeError) as e:
         if (why := out_of_memory(e)) is not None:
-            return _fail(f"out of memory: {why}; lower image_size, n_sample, batch_size or eval_n")
+            return commands.fail(f"out of memory: {why}; lower image_size, n_sample, batch_size or eval_n")
         if (line := tracking.store_error(e)) is not None:
-            return _fail(line)
+            return commands.fail(line)
         raise
     except Exception as e:  # noqa: BLE001 - a corrupt store found mid-command: one line, not SQLAlchemy's page
         if (line := tracking.store_error(e)) is not None:
-            return _fail(line)
+            return commands.fail(line)
         raise
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return commands.fail("interrupted", 130)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-
+import os
+import subprocess
+import sys
 
 from recipes import registry
-from tests.helpers import run_cli, run_main
+from tests.helpers import ROOT, run_cli, run_main
 
 
 def test_list_shows_every_recipe_with_family_dataset_and_size():
@@ -19,6 +21,26 @@ def test_list_shows_every_recipe_with_family_dataset_and_size():
         assert r.family in row and r.dataset in row and r.summary in row
     assert "64px" in next(line for line in lines if line.startswith("wgan_lsun"))
     assert "2D" in next(line for line in lines if line.startswith("gan_ring8"))
+
+
+def _imported(*args: str) -> tuple[str, set[str]]:
+    """`python -m suite ARGS` with -X importtime: its stdout and the top-level packages it imported."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "suite", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    return proc.stdout, names
+
+
+def test_help_and_list_load_no_more_than_they_need_and_say_what_the_full_cli_says():
+    """The launcher answers --help without torch and list without the evaluation/tracking/study stack;
+    what it prints is what the full parser (`suite.cli.main`) prints."""
+    shown, names = _imported("--help")
+    assert shown == run_main("--help").stdout and "run" in shown and "train-classifier" in shown
+    assert not names & {"torch", "numpy", "scipy", "pandas", "mlflow", "optuna", "recipes", "evaluation"}, names
+    listed, names = _imported("list")
+    assert listed == run_main("list").stdout
+    assert "torch" in names and not names & {"scipy", "pandas", "mlflow", "optuna", "sqlalchemy", "evaluation", "reports"}
 
 
 def test_show_prints_the_resolved_config_as_json():

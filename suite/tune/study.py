@@ -144,44 +144,58 @@ def queue_slots(study, spec: StudySpec, cfg) -> None:
 # --------------------------------------------------------------------------- workers
 
 
-def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
-    params = {p.name: p.suggest(trial) for p in spec.params}
-    sign = 1 if spec.direction == "minimize" else -1
-    seen: list[float] = []
-    run = {}
+class _Trial:
+    """One trial's hooks into its training run: tags at the start, each evaluation reported to Optuna
+    (and pruned by it), the values seen kept for the trial's result."""
 
-    def on_start(tracker):
-        run["tracker"] = tracker
-        trial.set_user_attr("mlflow_run_id", tracker.run_id)
-        tracker.set_tags({"suite.trial_number": trial.number, "suite.trial_slot": trial.user_attrs.get("slot"),
-                          "suite.study": spec.study_name, "suite.trial_state": "running"})
+    def __init__(self, trial, spec: StudySpec):
+        self.trial, self.spec, self.seen, self.tracker = trial, spec, [], None
 
-    def on_eval(step, metrics):
+    def on_start(self, tracker) -> None:
+        self.tracker = tracker
+        self.trial.set_user_attr("mlflow_run_id", tracker.run_id)
+        tracker.set_tags({"suite.trial_number": self.trial.number, "suite.trial_slot": self.trial.user_attrs.get("slot"),
+                          "suite.study": self.spec.study_name, "suite.trial_state": "running"})
+
+    def on_eval(self, step: int, metrics: dict) -> None:
+        spec = self.spec
         if spec.metric not in metrics:
             raise ObjectiveMissing(f"--metric {spec.metric} is not computed at the evaluations of {spec.recipe}; "
                                    f"available: {', '.join(sorted(k for k in metrics if '/' not in k))}")
         value = metrics[spec.metric]
-        seen.append(value)
-        trial.report(value, step)
-        run["tracker"].log_metrics(step, {"objective": value})
-        if trial.should_prune():
+        self.seen.append(value)
+        self.trial.report(value, step)
+        self.tracker.log_metrics(step, {"objective": value})
+        if self.trial.should_prune():
             raise StopRun(f"pruned by the {spec.pruner} pruner at step {step} ({spec.metric}={value:.4g})")
 
+    def best(self) -> float:
+        """The best checkpoint's value (the objective of a completed trial)."""
+        finite = [v for v in self.seen if math.isfinite(v)]
+        if not finite:
+            raise ConfigError(f"trial produced no finite value of {self.spec.metric}")
+        sign = 1 if self.spec.direction == "minimize" else -1
+        return min(finite, key=lambda v: sign * v)
+
+
+def _request(spec: StudySpec, trial, params: dict, parent_id: str, hooks: _Trial) -> run_setup.RunRequest:
     req = run_setup.RunRequest(
         recipe=spec.recipe, overrides={**spec.overrides, **params}, max_steps=spec.max_steps, device=spec.device,
         data_root=spec.data_root, progress=False, parent_run_id=parent_id,
         run_name=f"{spec.study_name}-trial{trial.number:03d}",
-        extra_tags={"suite.study": spec.study_name}, on_eval=on_eval, on_start=on_start)
-    cfg = resolved_trial_config(spec)
-    req.overrides.setdefault("eval_every", cfg.eval_every)
+        extra_tags={"suite.study": spec.study_name}, on_eval=hooks.on_eval, on_start=hooks.on_start)
+    req.overrides.setdefault("eval_every", resolved_trial_config(spec).eval_every)
+    return req
+
+
+def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
+    params = {p.name: p.suggest(trial) for p in spec.params}
+    hooks = _Trial(trial, spec)
     state, value, reason = TrialState.COMPLETE, None, ""
     with heartbeat(study, trial):
         try:
-            harness.train(req)
-            finite = [v for v in seen if math.isfinite(v)]
-            if not finite:
-                raise ConfigError(f"trial produced no finite value of {spec.metric}")
-            value = min(finite, key=lambda v: sign * v)  # the best checkpoint's value
+            harness.train(_request(spec, trial, params, parent_id, hooks))
+            value = hooks.best()
         except Stopped as e:  # not the trial's fault: it goes back to the queue, uncounted
             requeue(study, trial, params, ("slot", "paper_default"), str(e))
             raise
@@ -193,19 +207,24 @@ def run_trial(study, trial, spec: StudySpec, parent_id: str) -> None:
             state, reason = TrialState.PRUNED, str(e)
         except (Exception, SuiteError) as e:  # noqa: BLE001 - a failed trial must not end the study
             state, reason = TrialState.FAIL, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+    _record(study, trial, hooks, state, value, reason)
+    label = f"trial {trial.number} (slot {trial.user_attrs.get('slot')}) {state.name.lower()}"
+    print(f"{label}: {params} -> {value if value is not None else reason}", file=sys.stderr, flush=True)
+
+
+def _record(study, trial, hooks: _Trial, state, value: float | None, reason: str) -> None:
+    """The trial's end in Optuna and on its MLflow run."""
     if reason:
         trial.set_user_attr("reason", reason)
     if state == TrialState.COMPLETE:
         study.tell(trial, value)
     else:
         study.tell(trial, state=state)
-    if "tracker" in run:
+    if hooks.tracker is not None:
         tags = {"suite.trial_state": state.name.lower()}
         if value is not None:
             tags["suite.trial_value"] = f"{value:.6g}"
-        run["tracker"].set_tags(tags)
-    label = f"trial {trial.number} (slot {trial.user_attrs.get('slot')}) {state.name.lower()}"
-    print(f"{label}: {params} -> {value if value is not None else reason}", file=sys.stderr, flush=True)
+        hooks.tracker.set_tags(tags)
 
 
 def work(spec: StudySpec, worker_id: int = 0, deadline: float | None = None) -> None:
