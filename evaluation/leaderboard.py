@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from evaluation import metrics, seeds
+from evaluation import metrics, seeds, sequential
+from evaluation.sequential import FIXED
 from suite.core.errors import ConfigError
 
 
@@ -61,10 +62,22 @@ def leaderboard(specs: list[str], ds: dict[str, str], results: dict) -> dict:
     return {"rows": rows, "primaries": primaries}
 
 
-def comparisons(pairs: list[tuple[str, str]], results: dict, primaries: dict, extra: list[str], test: str) -> list[dict]:
+def margin_for(name: str, primary: str | None, margins: dict[str, float]) -> float | None:
+    """The equivalence margin of a logged metric: given by its name or key, or '' for the primary."""
+    m = metrics.lookup(name)
+    for key in (name, m.key if m else None, "" if name == primary else None):
+        if key is not None and key in margins:
+            return margins[key]
+    return None
+
+
+def comparisons(pairs: list[tuple[str, str]], results: dict, primaries: dict, extra: list[str], test: str,
+                design: sequential.Design | None = None, margins: dict[str, float] | None = None,
+                n_now: int | None = None) -> list[dict]:
     """Each pair paired by seed on its primary metric and on each `extra` one: the difference, its
-    interval, Holm over the pairs per metric, and a verdict (or why there is none)."""
-    out = []
+    interval, Holm over the pairs per metric, and a verdict (or why there is none). `design`: the
+    fixed seeds (default) or the sequential rounds (evaluation/sequential.py), judged up to n_now."""
+    margins = margins or {}
     todo = []
     for a, c in pairs:
         if a not in results or c not in results:
@@ -79,30 +92,30 @@ def comparisons(pairs: list[tuple[str, str]], results: dict, primaries: dict, ex
                 raise ConfigError(f"metric '{m}' is missing from cells {', '.join(lacking[:4]) or '(none finished)'}; "
                                   f"available: {', '.join(sorted(available)[:8])}")
             at = "best" if all(name in r["best"] for r in both) else "last"  # final-only metrics: the last step
-            todo.append((a, c, name, at, [results[a][s][at][name] for s in common],
-                         [results[c][s][at][name] for s in common]))
-    tests = [seeds.paired(x, y, test) for *_, x, y in todo]  # the interval is Student-t for either test
-    families = {name: [i for i, t in enumerate(todo) if t[2] == name] for name in {t[2] for t in todo}}
-    adjusted, size = [1.0] * len(todo), [1] * len(todo)
-    for idx in families.values():  # Holm over the pairs, one family per metric (a metric names its dataset)
-        ps = [tests[i]["p_value"] if tests[i]["p_value"] is not None else 1.0 for i in idx]
-        for i, p in zip(idx, seeds.holm(ps)):
-            adjusted[i], size[i] = p, len(idx)
-    for (a, c, name, at, *_), t, p, m in zip(todo, tests, adjusted, size):
-        need = seeds.seeds_needed(m, test)
-        row = {"a": a, "b": c, "metric": name, "at": at, "n": t["n"], "diff": t["diff"], "ci_low": t["ci_low"],
-               "ci_high": t["ci_high"], "p_value": t["p_value"], "p_holm": p, "pairs": m, "test": seeds.TESTS[test]}
-        if t["n"] < need:
-            row.update(verdict="too few seeds", min_detectable=None,
-                       note=f"{t['n']} paired seeds; the {seeds.TESTS[test]} over {m} pair{'s' * (m > 1)} needs {need}")
-            out.append(row)
-            continue
-        if p < seeds.ALPHA:
-            better = (t["diff"] < 0) == (metrics.direction(name) == "min")
-            row["verdict"] = "a better" if better else "b better"
-        else:
-            row["verdict"] = "no detectable difference"
-        # at Holm's strictest step, alpha / m: a difference this large is found whatever the other pairs show
-        row["min_detectable"] = seeds.min_detectable(t["n"], t["sd_diff"], seeds.ALPHA / m, test)
-        out.append(row)
-    return out
+            diffs = [results[a][s][at][name] - results[c][s][at][name] for s in common]
+            todo.append({"a": a, "b": c, "metric": name, "at": at, "pair": (a, c), "family": name, "diffs": diffs,
+                         "margin": margin_for(name, primaries.get(a), margins),
+                         "smaller_better": metrics.direction(name) == "min"})
+    design = design or sequential.Design(max_seeds=max((len(t["diffs"]) for t in todo), default=0))
+    judged = sequential.verdicts(todo, design, test, n_now)
+    return [_comparison(t, v, design, test) for t, v in zip(todo, judged)]
+
+
+def _comparison(t: dict, v: dict, design: sequential.Design, test: str) -> dict:
+    """One row of `comparisons`: the verdict, or why the seeds cannot give one."""
+    m = v["pairs"]
+    row = {"a": t["a"], "b": t["b"], "metric": t["metric"], "at": t["at"], **v, "test": design.method(test),
+           "design": "sequential" if design.sequential else FIXED}
+    need = seeds.seeds_needed(m, test)
+    if v["n"] < need:
+        row.update(verdict="too few seeds", min_detectable=None, decided_at=None,
+                   note=f"{v['n']} paired seeds; the {seeds.TESTS[test]} over {m} pair{'s' * (m > 1)} needs {need}")
+        return row
+    # at Holm's strictest step, alpha / m, at the last look's level: a difference this large is found whatever
+    # the other pairs show (for the sequential design a bound: the earlier looks only add power)
+    level = seeds.ALPHA / m
+    if design.sequential:
+        cal = sequential.calibration(design.min_seeds, design.batch)
+        level = cal.boundary(seeds.ALPHA / m) * cal.weight(v["look"] or 0)
+    row["min_detectable"] = seeds.min_detectable(v["n"], v["sd_diff"], level, test)
+    return row

@@ -167,18 +167,26 @@ def budget_curve(values, maximize: bool, boot: int = 1000, seed: int = 0) -> lis
 
 
 def in_words(c: dict) -> str:
-    """One comparison of a benchmark (suite.benchmark.comparisons) as a sentence."""
+    """One comparison of a benchmark (evaluation.leaderboard.comparisons) as a sentence."""
     head = f"{c['a']} vs {c['b']} on {c['metric']}: "
     if c["verdict"] == "too few seeds":
         return head + f"no verdict ({c['note']})"
-    diff = (f"difference {c['diff']:+.4g}, 95 % CI [{c['ci_low']:.4g}, {c['ci_high']:.4g}], "
-            f"p = {c['p_holm']:.3g} (Holm)")
+    sequential = c.get("design") == "sequential"
+    interval = "repeated 95 % CI" if sequential else "95 % CI"
+    diff = (f"difference {c['diff']:+.4g}, {interval} [{c['ci_low']:.4g}, {c['ci_high']:.4g}], "
+            f"p = {c['p_holm']:.3g} (Holm{', sequential' if sequential else ''})")
+    at = f"; decided at {c['decided_at']} seeds" if sequential and c.get("decided_at") else ""
+    if c["verdict"].startswith("equivalent"):
+        return head + (f"{c['verdict']} (difference {c['diff']:+.4g}, {interval} [{c['ci_low']:.4g}, "
+                       f"{c['ci_high']:.4g}], TOST p = {c['p_holm_equivalent']:.3g} (Holm){at})")
     if c["verdict"] == "no detectable difference":
+        where = f" after {c['n']} seeds (the most allowed)" if sequential else ""
         if not c.get("min_detectable"):
-            return head + f"no detectable difference ({diff}): every seed gave the same difference"
-        return head + (f"no detectable difference ({diff}); differences of {c['min_detectable']:.3g} or more would "
-                       "have been found with 80 % power")
-    return head + f"{c['a'] if c['verdict'] == 'a better' else c['b']} is better ({diff})"
+            return head + f"no detectable difference{where} ({diff}): every seed gave the same difference"
+        return head + (f"no detectable difference{where} ({diff}); differences of {c['min_detectable']:.3g} or more "
+                       "would have been found with 80 % power")
+    within = f", and within the margin {c['margin']:g}" if c.get("within_margin") else ""
+    return head + f"{c['a'] if c['verdict'] == 'a better' else c['b']} is better ({diff}{at}{within})"
 
 
 def preferred(rows: list[dict]) -> list[dict]:

@@ -39,10 +39,25 @@ def as_text(out: dict) -> str:
     if out["missing"]:
         lines.append(f"missing cells: {', '.join(out['missing'])}")
     lines.append(out["power"])
+    for i, r in enumerate(out.get("rounds", []), 1):
+        lines.append(f"  round {i}: {r['seeds']} seeds for {len(r['trained'])} spec{'s' * (len(r['trained']) > 1)}; "
+                     + ("decided: " + "; ".join(r["decided"]) if r["decided"] else "nothing decided"))
+    if "cost" in out:  # benchmarks finished before costs were recorded have none
+        lines.append(cost_line(out["cost"]))
     if name := out.get("benchmark"):
         lines.append(f"next: python -m suite report --benchmark {name}   (forest plot, comparisons, samples)  |  "
                      "python -m suite ui")
     return "\n".join(lines)
+
+
+def cost_line(c: dict) -> str:
+    """What the benchmark cost in device-hours, and what the fixed design would have."""
+    line = f"cost: {c['device_hours']:.3g} device-hours over {c['cells']} cells"
+    if fixed := c.get("fixed_design"):
+        saved = 1 - c["device_hours"] / fixed["device_hours"] if fixed["device_hours"] else 0.0
+        line += (f"; the fixed design with {fixed['seeds']} seeds would have cost {fixed['device_hours']:.3g} over "
+                 f"{fixed['cells']} cells ({saved:.0%} saved)")
+    return line
 
 
 def benchmark_parent(name: str):
@@ -76,27 +91,13 @@ def report_benchmark(name: str) -> tuple[Document, str]:
         for dataset in sorted({r["dataset"] for r in board["rows"]}):
             _dataset_sections(doc, dataset, [r for r in board["rows"] if r["dataset"] == dataset], primaries, cells)
         if board["comparisons"]:
-            comp = doc.add(Section("Paired comparisons"))
-            for c in board["comparisons"]:
-                kind = "verdict-ok" if c["verdict"] in ("a better", "b better") else "note"
-                comp.add(Text(seeds.in_words(c), kind))
-            comp.add(Table(["a", "b", "metric", "n", "difference a - b", "95 % CI", "p", "p (Holm)", "verdict",
-                            "min. detectable"],
-                           [[c["a"], c["b"], c["metric"], c["n"], _fmt(c["diff"]),
-                             f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]", _fmt(c["p_value"]), _fmt(c["p_holm"]),
-                             c["verdict"], _fmt(c.get("min_detectable"))] for c in board["comparisons"]],
-                           caption=f"paired by seed; {board['test']}; min. detectable: the difference this test "
-                                   "finds with 80 % power at the observed spread"))
+            _comparisons(doc, board)
+        if board.get("rounds"):
+            _rounds(doc, board["rounds"])
+        if board.get("cost"):
+            _cost(doc, board["cost"])
         if board.get("budget"):
-            budget = doc.add(Section("Budget curves"))
-            for dataset in sorted({r["dataset"] for r in board["rows"]}):
-                specs = {r["spec"] for r in board["rows"] if r["dataset"] == dataset}
-                curves = {spec: c for spec, c in board["budget"].items() if spec in specs and c}
-                if curves:
-                    metric = primaries[next(iter(curves))]
-                    budget.add(png(figures.budget(curves, f"expected best {metric} vs trials", metrics.unit(metric)),
-                                   "expected best of k random-search trials per spec, with the 95 % band of the best "
-                                   "of k (Lucic et al. 2018): compare the families at the same k"))
+            _budget(doc, board, primaries)
         grids = doc.add(Section("Samples of each spec's median seed"))
         for spec, runs in cells.items():
             primary = primaries.get(spec)
@@ -112,6 +113,63 @@ def report_benchmark(name: str) -> tuple[Document, str]:
                 if img:
                     grids.add(img)
     return doc, pid
+
+
+def _comparisons(doc: Document, board: dict) -> None:
+    comp = doc.add(Section("Paired comparisons"))
+    for c in board["comparisons"]:
+        good = c["verdict"] in ("a better", "b better") or c["verdict"].startswith("equivalent")
+        comp.add(Text(seeds.in_words(c), "verdict-ok" if good else "note"))
+    sequential = board.get("design", {}).get("kind") == "sequential"
+    interval = "repeated 95 % CI" if sequential else "95 % CI"
+    comp.add(Table(["a", "b", "metric", "n", "difference a - b", interval, "p", "p (Holm)", "verdict", "decided at",
+                    "min. detectable"],
+                   [[c["a"], c["b"], c["metric"], c["n"], _fmt(c["diff"]), f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]",
+                     _fmt(c["p_value"]), _fmt(c["p_holm"]), c["verdict"],
+                     f"{c['decided_at']} seeds" if c.get("decided_at") else "", _fmt(c.get("min_detectable"))]
+                    for c in board["comparisons"]],
+                   caption=f"paired by seed; {board['test']}"
+                           + ("; p: the look's own t-test, p (Holm): the sequential p-value, Holm over the pairs; "
+                              "the repeated interval holds at every look at once" if sequential else "")
+                           + "; min. detectable: the difference this test finds with 80 % power at the observed "
+                             "spread"))
+
+
+def _rounds(doc: Document, rounds: list[dict]) -> None:
+    sec = doc.add(Section("Rounds"))
+    sec.add(Table(["round", "seeds", "specs trained", "decided at this look", "still open"],
+                  [[i, r["seeds"], ", ".join(r["trained"]), "; ".join(r["decided"]) or "-", ", ".join(r["open"]) or "-"]
+                   for i, r in enumerate(rounds, 1)],
+                  caption="each round trains the next seeds of the specs still in an open pair, then tests every "
+                          "open pair (the design is stated under 'What these seeds can decide')"))
+
+
+def _cost(doc: Document, c: dict) -> None:
+    sec = doc.add(Section("Cost"))
+    sec.add(Text(cost_line(c)))
+    sec.add(Table(["spec", "cells", "seeds", "device-hours", "hours per cell", "device", "steps"],
+                  [[spec, v["cells"], v["seeds"], _fmt(v["device_hours"]), _fmt(v["hours_per_cell"]), v["device"],
+                    v["steps"]] for spec, v in c["specs"].items()],
+                  caption="wall time of every trained cell (setup and evaluation included; failed cells too: they "
+                          "were paid for)"))
+
+
+def _budget(doc: Document, board: dict, primaries: dict) -> None:
+    budget = doc.add(Section("Budget curves"))
+    for dataset in sorted({r["dataset"] for r in board["rows"]}):
+        specs = {r["spec"] for r in board["rows"] if r["dataset"] == dataset}
+        curves = {spec: c for spec, c in board["budget"].items() if spec in specs and c}
+        if not curves:
+            continue
+        metric = primaries[next(iter(curves))]
+        budget.add(png(figures.budget(curves, f"expected best {metric} vs trials", metrics.unit(metric)),
+                       "expected best of k random-search trials per spec, with the 95 % band of the best "
+                       "of k (Lucic et al. 2018): compare the families at the same k"))
+        if all(p.get("device_hours") is not None for c in curves.values() for p in c):
+            budget.add(png(figures.budget(curves, f"expected best {metric} vs device-hours", metrics.unit(metric),
+                                          against="device_hours"),
+                           "the same curves against the device-hours k trials cost: families compared at equal "
+                           "computational budget"))
 
 
 def _dataset_sections(doc: Document, dataset: str, rows: list[dict], primaries: dict, cells: dict) -> None:

@@ -147,7 +147,10 @@ def bands(curves: dict[str, list[tuple]], title: str, ylabel: str, xlabel: str =
     return render(fig)
 
 
-def budget(curves: dict[str, list[dict]], title: str, ylabel: str) -> np.ndarray:
-    """Expected best score against the number of trials (Lucic et al. 2018), each with a 95 % band."""
-    return bands({name: [(c["k"], c["expected_best"], c["band_low"], c["band_high"]) for c in curve]
-                  for name, curve in curves.items()}, title, ylabel, xlabel="trials (budget)")
+def budget(curves: dict[str, list[dict]], title: str, ylabel: str, against: str = "k") -> np.ndarray:
+    """Expected best score against the number of trials (Lucic et al. 2018), or against the
+    device-hours they cost (`against="device_hours"`), each with a 95 % band."""
+    xlabel = "trials (budget)" if against == "k" else "device-hours (budget)"
+    return bands({name: [(c[against], c["expected_best"], c["band_low"], c["band_high"]) for c in curve]
+                  for name, curve in curves.items() if all(c.get(against) is not None for c in curve)},
+                 title, ylabel, xlabel=xlabel)

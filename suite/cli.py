@@ -132,12 +132,29 @@ def cmd_tune_worker(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    out = api.benchmark(args.specs, seeds=args.seeds, trials=args.trials, max_steps=args.max_steps,
-                        sets=parse_sets(args.set), metrics=args.metric or [], baseline=args.baseline, test=args.test,
-                        name=args.name, storage=args.storage, workers=args.workers, device=args.device,
-                        data_root=args.data_root).raw
+    if args.until_decided and args.seeds is not None:
+        raise ConfigError("--seeds fixes the seeds in advance; with --until-decided give --max-seeds (the most any "
+                          "spec may train)")
+    out = api.benchmark(args.specs, seeds=args.seeds or benchmark.BenchmarkSpec.seeds, trials=args.trials,
+                        max_steps=args.max_steps, sets=parse_sets(args.set), metrics=args.metric or [],
+                        baseline=args.baseline, test=args.test, name=args.name, storage=args.storage,
+                        workers=args.workers, device=args.device, data_root=args.data_root,
+                        until_decided=args.until_decided, max_seeds=args.max_seeds, min_seeds=args.min_seeds,
+                        batch=args.batch, margins=parse_margins(args.margin)).raw
     print(jsonout.dumps(out) if args.json else bench_report.as_text(out))
     return 0
+
+
+def parse_margins(items: list[str] | None) -> dict[str, float]:
+    """--margin 5 (the primary metric) or --margin kid=0.01 -> {'': 5.0, 'kid': 0.01}."""
+    out = {}
+    for item in items or []:
+        key, _, value = item.rpartition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--margin expects M or METRIC=M (a number in the metric's unit), got '{item}'") from None
+    return out
 
 
 def cmd_bench_worker(args) -> int:
@@ -249,7 +266,17 @@ def _add_benchmark(sub, g: dict, recipe_help: str) -> None:
     s = sub.add_parser("benchmark", help=commands.HELP["benchmark"],
                        parents=[g["plugin"], g["machine"], g["store"]])
     s.add_argument("specs", nargs="+", metavar="SPEC", help="RECIPE or RECIPE:key=value,key=value (its text is its label)")
-    s.add_argument("--seeds", type=int, default=benchmark.BenchmarkSpec.seeds, help="seeds 0..N-1 per spec")
+    s.add_argument("--seeds", type=int, help=f"seeds 0..N-1 per spec (default {benchmark.BenchmarkSpec.seeds})")
+    s.add_argument("--until-decided", action="store_true", help="seeds in rounds; each pair stops once decided, "
+                   "with the family-wise error held at 5 %% across the looks (evaluation/sequential.py)")
+    s.add_argument("--max-seeds", type=int, metavar="K", help="with --until-decided: the most seeds a spec trains")
+    s.add_argument("--min-seeds", type=int, default=benchmark.BenchmarkSpec.min_seeds, metavar="N0",
+                   help="with --until-decided: seeds of the first round (default %(default)s)")
+    s.add_argument("--batch", type=int, default=benchmark.BenchmarkSpec.batch,
+                   help="with --until-decided: seeds added per round (default %(default)s)")
+    s.add_argument("--margin", action="append", metavar="M|METRIC=M", help="declare a pair 'equivalent within M' "
+                   "when its interval lies inside (-M, M): two one-sided tests (M in the metric's unit; bare M: "
+                   "the primary metric; repeatable)")
     s.add_argument("--trials", type=int, help="instead of --seeds: K random-search trials per spec (trial t: seed t, "
                    "lr_g and lr_d drawn log-uniform for t, the same for every spec) and budget curves")
     s.add_argument("--max-steps", type=int, help="training steps of every cell")

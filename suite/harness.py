@@ -353,6 +353,7 @@ def _run(req: RunRequest, evaluator_factory, tracker: Tracker, session: Session)
         raise
     finally:
         session.progress.close()
+    tracker.set_tags({"suite.steps": session.trainer.step})  # what a benchmark's cost counts
     tracker.finish("FINISHED")
     return tracker.run_id
 

@@ -15,8 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from evaluation import seeds
-from evaluation import leaderboard
+from evaluation import leaderboard, seeds, sequential
+from reports import benchmark as bench_report
 from suite import benchmark
 from tests.helpers import ROOT, assert_one_line_error, run_main
 from tests.servers import render
@@ -41,6 +41,19 @@ def child_runs(client, parent_id):
     (["gan_ring8", "--baseline", "dcgan_digits"], ["--baseline 'dcgan_digits' is not one of the specs"]),
     (["gan_ring8", "gan_ring8"], ["named twice"]),
     (["gan_ring8", "--test", "wilcoxon"], ["--test"]),
+    (["gan_ring8", "--until-decided"], ["--until-decided needs --max-seeds"]),
+    (["gan_ring8", "--until-decided", "--seeds", "5"], ["--seeds fixes the seeds in advance"]),
+    (["gan_ring8", "--until-decided", "--max-seeds", "2"], ["--max-seeds 2", "between --min-seeds (3)"]),
+    (["gan_ring8", "--until-decided", "--max-seeds", "500"], ["--max-seeds 500", "horizon"]),
+    (["gan_ring8", "--until-decided", "--max-seeds", "9", "--min-seeds", "2"], ["--min-seeds 2", "at least 3"]),
+    (["gan_ring8", "--until-decided", "--max-seeds", "9", "--batch", "0"], ["--batch 0"]),
+    (["gan_ring8", "--until-decided", "--max-seeds", "9", "--test", "permutation"], ["--test permutation"]),
+    (["gan_ring8", "--until-decided", "--max-seeds", "9", "--trials", "4"], ["--trials"]),
+    (["gan_ring8", "--max-seeds", "9"], ["--max-seeds belongs to --until-decided"]),
+    (["gan_ring8", "--margin", "-1"], ["--margin -1", "positive"]),
+    (["gan_ring8", "--margin", "inf"], ["--margin inf", "positive"]),
+    (["gan_ring8", "--margin", "five"], ["--margin expects M or METRIC=M"]),
+    (["gan_ring8", "--margin", "bogus=2"], ["'bogus' is not an evaluation metric"]),
 ])
 def test_bad_input_is_one_line_and_trains_nothing(suite_home, args, needles):
     proc = run_main("benchmark", *args)
@@ -124,6 +137,49 @@ def test_benchmark_leaderboard_comparisons_and_resume(suite_home, mlflow_client)
     assert "too few seeds" not in dom and "Paired comparisons" in dom
     unknown = run_main("report", "--benchmark", "nope", "-o", str(suite_home / "x.html"))
     assert_one_line_error(unknown, "no benchmark named 'nope'")
+
+
+@pytest.mark.slow  # ~60 s of training: rounds, their record, costs, a larger --max-seeds continuing
+def test_sequential_benchmark_rounds_costs_and_a_larger_budget_continuing(suite_home, mlflow_client):
+    seq = ["--until-decided", "--min-seeds", "3", "--batch", "1"]
+    first = run_main("benchmark", *RING, *seq, "--max-seeds", "4", *SMALL, "--name", "sq", "--json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    plan = first.stderr.splitlines()[0]
+    assert "sequential: rounds of 1 seed from 3 to 4 (looks at 3, 4)" in plan and "family-wise error 5%" in plan
+    assert "round 1 (3 seeds)" in first.stderr
+    out = json.loads(first.stdout)
+    old = {"benchmark", "test", "interval", "power", "rows", "comparisons", "missing", "parent_run_id", "primaries"}
+    assert set(out) >= old | {"design", "rounds", "cost"}  # the old schema kept, the new fields added
+    assert out["design"] == {"kind": "sequential", "looks": [3, 4], "alpha": 0.05, "margins": {}}
+    assert out["test"] == sequential.METHOD
+    (comp,) = out["comparisons"]
+    assert set(comp) >= {"a", "b", "metric", "n", "diff", "ci_low", "ci_high", "p_value", "p_holm", "verdict",
+                         "min_detectable", "decided_at", "design", "p_sequential"}
+    assert [r["seeds"] for r in out["rounds"]] == ([3] if comp["decided_at"] == 3 else [3, 4])
+    runs = child_runs(mlflow_client, out["parent_run_id"])
+    assert out["cost"]["cells"] == len(runs) == 2 * out["rounds"][-1]["seeds"]
+    for r in runs:
+        assert float(r.data.tags["suite.cell.wall_s"]) > 0 and r.data.tags["suite.cell.device"] == "cpu"
+        assert r.data.tags["suite.cell.steps"] == "20"
+    assert out["cost"]["device_hours"] == pytest.approx(
+        sum(float(r.data.tags["suite.cell.wall_s"]) for r in runs) / 3600, rel=1e-3)
+    assert "cost: " in bench_report.as_text(out) and "round 1: 3 seeds for 2 specs" in bench_report.as_text(out)
+
+    more = run_main("benchmark", *RING, *seq, "--max-seeds", "5", *SMALL, "--name", "sq", "--json")  # a larger budget
+    assert more.returncode == 0, more.stderr[-3000:]
+    still_open = comp["decided_at"] is None
+    assert more.stderr.count("cell ") == (2 if still_open else 0)  # only the new look's seeds, only if undecided
+    again = run_main("benchmark", *RING, *seq, "--max-seeds", "5", *SMALL, "--name", "sq")
+    assert again.returncode == 0 and "cell " not in again.stderr
+
+    other = run_main("benchmark", *RING, "--until-decided", "--batch", "2", "--max-seeds", "5", *SMALL, "--name", "sq")
+    errors = [line for line in other.stderr.splitlines() if line.startswith("error:")]  # after the plan line
+    assert other.returncode == 2 and len(errors) == 1 and "exists with batch = 1, not 2" in errors[0], other.stderr
+    report = run_main("report", "--benchmark", "sq", "-o", str(suite_home / "sq.html"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (suite_home / "sq.html").read_text()
+    for needle in ("Rounds", "Cost", "device-hours", "repeated 95 % CI", sequential.METHOD):
+        assert needle in page, needle
 
 
 def trials_of(storage, name):
