@@ -133,6 +133,8 @@ class DCGANTrainer(BCEGANMixin, Trainer):
 registry.register_family("dcgan", Config, DCGANTrainer)
 registry.register_recipe("dcgan_celeba", "dcgan", "celeba", "PyTorch DCGAN tutorial on CelebA 64x64 (seed 000)")
 registry.register_recipe("dcgan_lsun", "dcgan", "lsun_bedroom", "DCGAN paper on LSUN bedrooms 64x64")
+registry.register_recipe("dcgan_cifar10", "dcgan", "cifar10", "DCGAN paper values on CIFAR-10 32x32 (only the size changed)",
+                         {"image_size": 32})
 # CPU-sized: 32 px, half the widths (shared with the WGAN recipes, which use these networks)
 SMALL = {"image_size": 32, "ngf": 32, "ndf": 32, "sample_every": 200, "checkpoint_every": 500}
 registry.register_recipe("dcgan_fashion", "dcgan", "fashion_mnist", "DCGAN on Fashion-MNIST 32x32, ngf=ndf=32",

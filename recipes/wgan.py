@@ -140,6 +140,9 @@ class WGANTrainer(Trainer):
 registry.register_family("wgan", Config, WGANTrainer)
 registry.register_recipe("wgan_lsun", "wgan", "lsun_bedroom",
                          "WGAN (clipping, RMSprop, n_critic 5) on LSUN bedrooms 64x64", {"n_extra_layers": 1})
+registry.register_recipe("wgan_cifar10", "wgan", "cifar10",
+                         "WGAN, wgan_lsun's values on CIFAR-10 32x32 (only the size changed)",
+                         {"n_extra_layers": 1, "image_size": 32})
 registry.register_recipe("wgan_fashion", "wgan", "fashion_mnist", "WGAN on Fashion-MNIST 32x32, ngf=ndf=32",
                          {**SMALL, "epochs": 5}, True)
 registry.register_recipe("wgan_digits", "wgan", "digits", "WGAN on scikit-learn digits 32x32, ngf=ndf=32",

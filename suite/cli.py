@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -352,7 +353,11 @@ def _plugin_args(argv: list[str]) -> list[str]:
 def entry() -> int:
     """`python -m suite` and the `gan-suite` script: the suite owns this process (signals.owned)."""
     with signals.owned():
-        return main()
+        try:
+            return main()
+        except BrokenPipeError:  # `suite show X | head`: the reader left; no traceback, and none at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
 
 def main(argv: list[str] | None = None) -> int:

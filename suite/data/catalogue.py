@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from suite.core import paths
-from suite.data.readers import (ImageFiles, LMDBImages, UnpairedFiles, find_file, image_files, read_idx, resize,
-                                to_unit_range, transform)
+from suite.data import archives
+from suite.data.readers import (ArrayImages, ImageFiles, LMDBImages, UnpairedFiles, find_file, image_files, read_idx,
+                                resize, to_unit_range, transform)
 from suite.data.spec import DATASETS, DatasetSpec, Loaded, PairSource, TensorSource, get_spec, register
 from suite.core.errors import DataError, DatasetNotFound
 
@@ -226,6 +227,75 @@ def _load_horse2zebra(data_root=None, download=False, image_size=256, load_size=
     raise _missing("horse2zebra", looked)
 
 
+# --------------------------------------------------------------------------- CIFAR-10 / 100, STL-10
+
+
+def _cifar_roots(data_root) -> list[Path]:
+    return _candidates(data_root, ("cifar", "cifar10", "cifar100", "cifar-10", "cifar-100")) + [paths.home() / "data"]
+
+
+def _cifar(classes: int):
+    name = f"cifar{classes}"
+
+    def files(data_root=None) -> list[Path | None]:
+        found = archives.cifar_folder(_cifar_roots(data_root), classes)
+        return archives.cifar_files(*found, classes) if found else [None]
+
+    def load(data_root=None, download=False, **_) -> Loaded:
+        roots = _cifar_roots(data_root)
+        if download and archives.cifar_folder(roots, classes) is None:
+            import torchvision  # heavy optional: only --download fetches with it
+
+            getattr(torchvision.datasets, f"CIFAR{classes}")(str(paths.home() / "data"), download=True)
+        found = archives.cifar_folder(roots, classes)
+        if found is None:
+            folders = (archives.CIFAR10_BINARY, archives.CIFAR10_PYTHON) if classes == 10 else (
+                archives.CIFAR100_BINARY, archives.CIFAR100_PYTHON)
+            raise DatasetNotFound(f"dataset '{name}' not found: looked for {' or '.join(folders)} in "
+                                  f"{', '.join(map(str, roots))}. {DATASETS[name].how_to_get}")
+        splits = {}
+        for split in ("train", "test"):
+            x, y = archives.read_cifar(*found, classes, split)
+            splits[split] = TensorSource(to_unit_range(torch.from_numpy(x)), torch.from_numpy(y))
+        labels = archives.CIFAR10_CLASSES if classes == 10 else archives.cifar100_classes(*found)
+        return Loaded(name, "image", splits["train"], splits["test"], (3, 32, 32),
+                      {"classes": labels, "root": str(found[0]), "version": found[1]})
+
+    return files, load
+
+
+def _stl_folder(data_root) -> Path | None:
+    return next((r / archives.STL10_BINARY for r in _cifar_roots(data_root) + _candidates(data_root, ("stl10",))
+                 if (r / archives.STL10_BINARY / "train_X.bin").is_file()), None)
+
+
+def _stl_files(data_root=None) -> list[Path | None]:
+    folder = _stl_folder(data_root)
+    names = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")
+    return [folder / n if folder and (folder / n).is_file() else None for n in names]
+
+
+def _load_stl10(data_root=None, image_size=96, **_) -> Loaded:
+    """Training images: the 5,000 labelled and (where present) the 100,000 unlabelled ones, read
+    from the memory-mapped files (11 GB as floats); the 8,000 test images held in memory."""
+    folder = _stl_folder(data_root)
+    if folder is None:
+        looked = _cifar_roots(data_root)
+        raise DatasetNotFound(f"dataset 'stl10' not found: looked for {archives.STL10_BINARY}/train_X.bin in "
+                              f"{', '.join(map(str, looked))}. {DATASETS['stl10'].how_to_get}")
+    train = [archives.stl_images(folder / "train_X.bin")]
+    if (folder / "unlabeled_X.bin").is_file():
+        train.append(archives.stl_images(folder / "unlabeled_X.bin"))
+    test = archives.stl_images(folder / "test_X.bin")
+    y = torch.from_numpy(archives.stl_labels(folder / "test_y.bin", len(test)))
+    test_x = resize(to_unit_range(torch.from_numpy(np.ascontiguousarray(test))), image_size)
+    ds = torch.utils.data.ConcatDataset([ArrayImages(a, image_size) for a in train])
+    return Loaded("stl10", "image", ds, TensorSource(test_x, y), (3, image_size, image_size),
+                  {"classes": archives.STL10_CLASSES, "root": str(folder)})
+
+
+_CIFAR10_FILES, _LOAD_CIFAR10 = _cifar(10)
+_CIFAR100_FILES, _LOAD_CIFAR100 = _cifar(100)
 _ENV = "pass --data-root DIR (or set SUITE_DATA_ROOT=DIR)"
 register(DatasetSpec("ring8", "points", "8 Gaussians on a circle of radius 2, std 0.02 (VEEGAN/PacGAN)",
                      "", 0, _load_mixture("ring8"), channels=2))
@@ -255,6 +325,20 @@ register(DatasetSpec(
     "lsun_bedroom", "image", "LSUN bedrooms (lmdb or an image folder)",
     f"Fetch it with `python download.py -c bedroom` from github.com/fyu/lsun, unzip bedroom_train_lmdb under DIR and "
     f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3, has_test=False))
+register(DatasetSpec(
+    "cifar10", "image", "CIFAR-10, 50k train / 10k test, 32x32 colour, 10 classes",
+    "Download cifar-10-binary.tar.gz or cifar-10-python.tar.gz (www.cs.toronto.edu/~kriz/cifar.html), unpack it "
+    f"under DIR and {_ENV}, or add --download to fetch it with torchvision.", 32, _LOAD_CIFAR10,
+    archives.CIFAR10_CLASSES, channels=3, files=_CIFAR10_FILES))
+register(DatasetSpec(
+    "cifar100", "image", "CIFAR-100, 50k train / 10k test, 32x32 colour, 100 fine classes",
+    "Download cifar-100-binary.tar.gz or cifar-100-python.tar.gz (www.cs.toronto.edu/~kriz/cifar.html), unpack it "
+    f"under DIR and {_ENV}, or add --download to fetch it with torchvision.", 32, _LOAD_CIFAR100, channels=3,
+    files=_CIFAR100_FILES))
+register(DatasetSpec(
+    "stl10", "image", "STL-10, 5k labelled + 100k unlabelled train / 8k test, 96x96 colour",
+    f"Download stl10_binary.tar.gz (cs.stanford.edu/~acoates/stl10), unpack it under DIR and {_ENV}.", 96,
+    _load_stl10, archives.STL10_CLASSES, channels=3, files=_stl_files))
 register(DatasetSpec(
     "horse2zebra", "unpaired", "CycleGAN horse2zebra (trainA/trainB/testA/testB)",
     "Download efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip, unzip it under DIR and "

@@ -119,6 +119,27 @@ class LMDBImages(torch.utils.data.Dataset):
         return self.transform(im)
 
 
+def from_u8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> [-1, 1] with torchvision's own arithmetic (ToTensor's /255, Normalize(0.5, 0.5)),
+    so decoded-once pixels equal those of the on-the-fly transform to the bit."""
+    return x.float().div(255).sub_(0.5).div_(0.5)
+
+
+class ArrayImages(torch.utils.data.Dataset):
+    """Images from a uint8 N x C x H x W array (a memory map: nothing is read before it is
+    indexed), resized to `size` where it differs."""
+
+    def __init__(self, array: np.ndarray, size: int = 0):
+        self.array, self.size = array, size
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i):
+        x = from_u8(torch.from_numpy(np.ascontiguousarray(self.array[i])))
+        return resize(x[None], self.size)[0] if self.size and self.size != x.shape[-1] else x
+
+
 class UnpairedFiles(torch.utils.data.Dataset):
     """Index (i, j) -> (A[i], B[j]); the batch sampler draws both indices."""
 
