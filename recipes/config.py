@@ -36,7 +36,8 @@ class BaseConfig:
     checkpoint_every: int = 1000
     eval_every: int = 0  # 0: evaluate only at the end
     eval_n: int = 0  # generated samples per evaluation; 0: the evaluator's default
-    num_workers: int = 2  # DataLoader workers for file-backed datasets
+    num_workers: int = -1  # DataLoader workers for file-backed datasets; -1: the cores this process may use
+    prepared: bool = True  # read file-backed images from a matching `suite prepare` file where there is one
     # The optimizer is part of the recipe: each family sets its paper's choice (`suite show`
     # lists these; `--set optimizer=adam` runs the WGAN paper's own ablation). Defaults are torch's.
     optimizer: str = "adam"  # adam | rmsprop | sgd
@@ -118,9 +119,11 @@ def validate(cfg: BaseConfig) -> BaseConfig:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be >= 1")
     if not 0 <= cfg.seed < 2**32:  # what every RNG of the run accepts (torch, NumPy, the data order)
         raise ConfigError(f"invalid seed={cfg.seed}: must be an integer in [0, 2**32 - 1]")
-    for name in ("max_steps", "eval_every", "eval_n", "num_workers", "image_size", "load_size", "train_subset"):
+    for name in ("max_steps", "eval_every", "eval_n", "image_size", "load_size", "train_subset"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be >= 0")
+    if cfg.num_workers < -1:
+        raise ConfigError(f"invalid num_workers={cfg.num_workers}: >= 0, or -1 for the cores this process may use")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"invalid optimizer={cfg.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
     for name in ("beta1", "beta2", "rms_alpha"):

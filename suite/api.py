@@ -16,6 +16,7 @@ asked for (`evaluate` logs nothing).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from evaluation.evaluate import MIN_SAMPLES, Context, Options, Result, min_sampl
 from recipes import registry
 from suite import benchmark as bench
 from suite import catalog, data, harness, plugins, run_setup, stored
+from suite.data import prepared
 from suite.core import checkpoint, tracking
 from suite.core.errors import ConfigError, DataError, PluginError
 from suite.evaluate_run import evaluate_run
@@ -37,7 +39,7 @@ from suite.tune import space as tune_space
 from suite.tune import spec as tune_spec
 from suite.tune import study as tune_study
 
-__all__ = ["RunResult", "benchmark", "evaluate", "evaluate_run", "list_recipes", "load_generator", "load_plugins",
+__all__ = ["RunResult", "benchmark", "evaluate", "evaluate_run", "list_recipes", "load_generator", "load_plugins", "prepare",
            "run", "runs", "show", "train_classifier", "tune"]
 
 
@@ -271,6 +273,16 @@ def benchmark(specs: list[str], seeds: int = bench.BenchmarkSpec.seeds, **option
 
     out = bench.benchmark(bench.BenchmarkSpec(specs=list(specs), seeds=seeds, **options))
     return BenchmarkResult(pd.DataFrame(out["rows"]), pd.DataFrame(out["comparisons"]), out)
+
+
+def prepare(dataset: str, size: int = 0, data_root=None, download: bool = False, workers: int = -1,
+            progress: bool = True) -> dict:
+    """Decode a file-backed dataset once at `size` (its native size if 0) into SUITE_HOME/prepared,
+    through the transform a run applies; returns the manifest and the file's path."""
+    size = size or data.get_spec(dataset).native_size
+    loaded = data.load(dataset, data_root=data_root, download=download, image_size=size, prepared=False)
+    path = prepared.prepare(dataset, size, loaded, data_root, run_setup.loader_workers(workers), progress)
+    return {"path": str(path), **json.loads(path.with_name(path.name + ".json").read_text())}
 
 
 def train_classifier(dataset: str) -> dict:

@@ -300,7 +300,7 @@ def run_cell(study, trial, b: BenchmarkSpec, parent_id: str) -> None:
     recipe, overrides = parse_spec(c["spec"])
     overrides = {**c.get("search", {}), **b.sets, **overrides}
     if b.workers > 1 and "num_workers" not in overrides:  # K workers share the DataLoader processes too
-        overrides["num_workers"] = resolved(b, c["spec"]).num_workers // b.workers
+        overrides["num_workers"] = max(1, run_setup.loader_workers(resolved(b, c["spec"]).num_workers) // b.workers)
     run = {}
 
     def on_start(tracker):

@@ -111,6 +111,12 @@ def _print_result(result) -> None:
         print(f"{name}: {verdict}{extra}")
 
 
+def cmd_prepare(args) -> int:
+    out = api.prepare(args.dataset, args.size, args.data_root, args.download, args.workers, progress=not args.quiet)
+    print(json.dumps(out))
+    return 0
+
+
 def cmd_train_classifier(args) -> int:
     print(json.dumps(api.train_classifier(args.dataset)))
     return 0
@@ -197,7 +203,7 @@ def build_parser() -> commands.Parser:
     p, sub = commands.top_parser()
     recipe_help = f"one of the {len(registry.RECIPES)} named recipes (python -m suite list)"
     for add in (_add_list, _add_show, _add_run, _add_evaluate, _add_tune, _add_benchmark, _add_report, _add_ui, _add_bench,
-                _add_train_classifier, _add_workers):
+                _add_prepare, _add_train_classifier, _add_workers):
         add(sub, g, recipe_help)
     return p
 
@@ -316,6 +322,15 @@ def _add_bench(sub, g: dict, recipe_help: str) -> None:
     s.add_argument("--compare", nargs="?", const="", metavar="RUN",
                    help="compare with a saved benchmark run (default: the latest)")
     s.set_defaults(func=cmd_bench)
+
+
+def _add_prepare(sub, g: dict, recipe_help: str) -> None:
+    s = sub.add_parser("prepare", help=commands.HELP["prepare"], parents=[g["plugin"], g["machine"], g["quiet"]])
+    s.add_argument("dataset", choices=sorted(data.DATASETS), metavar="DATASET")
+    s.add_argument("--size", type=int, default=0, help="image size runs will ask for (default: the native size)")
+    s.add_argument("--download", action="store_true", help="download the dataset if missing (needs a network)")
+    s.add_argument("--workers", type=int, default=-1, help="decoding processes (default: the cores this process may use)")
+    s.set_defaults(func=cmd_prepare)
 
 
 def _add_train_classifier(sub, g: dict, recipe_help: str) -> None:

@@ -22,6 +22,7 @@ HELP = {
     "ui": "start the MLflow UI on the suite's tracking store",
     "bench": "speed benchmarks: ratios against baselines timed in the same run",
     "train-classifier": "train (once, cached) a domain classifier for offline metrics",
+    "prepare": "decode a file-backed dataset once into a memory-mapped array runs read",
 }
 
 

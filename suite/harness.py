@@ -74,7 +74,7 @@ class Session:
         self.progress = Progress(self.total, trainer.step, desc=p.recipe, enabled=progress)
         tracker.start_writer()
         self.last_values: dict[str, float] = {}
-        self._t_mark, self._batches_mark = time.perf_counter(), self._batches()
+        self._t_mark, self._batches_mark, self._wait_mark = time.perf_counter(), self._batches(), stream.wait_s
         self.t_start, self.start_step = self._t_mark, trainer.step
 
     def _batches(self) -> int:
@@ -163,7 +163,8 @@ class Session:
         batches = self._batches()
         rate = (batches - self._batches_mark) * self.cfg.batch_size / max(now - self._t_mark, 1e-9)
         steps_rate = len(self.pending) / max(now - self._t_mark, 1e-9)
-        self._t_mark, self._batches_mark = now, batches
+        data_wait = (self.stream.wait_s - self._wait_mark) / max(now - self._t_mark, 1e-9)  # share of the wall time
+        self._t_mark, self._batches_mark, self._wait_mark = now, batches, self.stream.wait_s
         bad = None
         for (step, _), row in zip(self.pending, table):
             values = dict(zip(keys, row))
@@ -183,7 +184,7 @@ class Session:
             # Learning rates change only at epoch ends: logged at every flush (and after each
             # change, see run()), the curve is exact without storing a constant at every step.
             self.tracker.log_metrics(last_step, {"perf/images_per_s": rate, "perf/steps_per_s": steps_rate,
-                                                 **self.trainer.learning_rates()})
+                                                 "perf/data_wait": data_wait, **self.trainer.learning_rates()})
         self.last_values = {k: v for k, v in values.items() if k.startswith(self.trainer.progress_keys)}
         self.progress.show(self.last_values, rate)
         self.tracker.flush()

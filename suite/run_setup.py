@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -108,7 +109,7 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
     if cfg.eval_n and cfg.eval_n < MIN_SAMPLES:
         raise ConfigError(f"invalid eval_n={cfg.eval_n}: {min_samples_reason()}")
     loaded = data.load(cfg.dataset, data_root=data_root, download=download, image_size=cfg.image_size,
-                       load_size=cfg.load_size, flip=cfg.flip, subset=cfg.train_subset)
+                       load_size=cfg.load_size, flip=cfg.flip, subset=cfg.train_subset, prepared=cfg.prepared)
     if loaded.kind not in trainer.data_kinds:
         if loaded.kind == "points":
             able = [f.name for f in registry.FAMILIES.values() if "points" in f.trainer.data_kinds]
@@ -119,6 +120,11 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
     info = data.data_info(loaded, cfg.batch_size)
     return Prepared(recipe, cfg.family, cfg, loaded, info, dev, str(data_root) if data_root else None,
                     total_steps(trainer, cfg, info))
+
+
+def loader_workers(asked: int) -> int:
+    """-1: one DataLoader worker per core this process may use (its affinity, not the machine's)."""
+    return asked if asked >= 0 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_trainer(p: Prepared) -> Trainer:
@@ -133,7 +139,7 @@ def build_trainer(p: Prepared) -> Trainer:
 
 def make_stream(p: Prepared) -> data.BatchStream:
     return data.BatchStream(p.loaded, p.cfg.batch_size, p.cfg.seed, p.device, image_size=p.cfg.image_size,
-                            flip=p.cfg.flip, num_workers=p.cfg.num_workers)
+                            flip=p.cfg.flip, num_workers=loader_workers(p.cfg.num_workers))
 
 
 def default_evaluator(p: Prepared) -> Evaluator | None:
@@ -169,5 +175,6 @@ def run_tags(p: Prepared, recipe_meta) -> dict:
         "suite.dataset": p.cfg.dataset,
         "suite.seed": str(p.cfg.seed),
         "suite.device": str(p.device),
+        "suite.data_source": p.loaded.meta.get("source", "in memory"),
         "suite.cpu_sized": str(recipe_meta.cpu_sized),
     }

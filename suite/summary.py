@@ -55,12 +55,27 @@ def run_summary(run_id: str) -> list[str]:
         lines.append(f"  {sentence}")
     if checks and "memorization" not in checks:
         lines.append("  Memorization: not checked for this dataset")
+    if line := _input_bound(run_id, tags):
+        lines.append(line)
     artifacts = _local(run.info.artifact_uri)
     lines.append(f"  samples: {artifacts}/samples   checkpoints: {paths.run_dir(run_id) / 'checkpoints'}")
     if reason := tags.get("suite.failure_reason"):
         lines.append(f"  why it stopped: {reason}")
     lines.append("  " + NEXT.format(ref=run_id))
     return lines
+
+
+INPUT_BOUND = 0.25  # share of the wall time spent waiting for batches beyond which input is the bottleneck
+
+
+def _input_bound(run_id: str, tags: dict) -> str | None:
+    """Said when the steps waited for their batches more than INPUT_BOUND of the time."""
+    waits = [v for _, v in tracking.history(run_id, "perf/data_wait")]
+    if not waits or (share := sum(waits) / len(waits)) <= INPUT_BOUND:
+        return None
+    fix = ("`python -m suite prepare " + tags.get("suite.dataset", "DATASET") + " --size N` decodes it once"
+           if tags.get("suite.data_source", "").startswith("decoded") else "more DataLoader workers (--set num_workers)")
+    return f"  input was the bottleneck: {share:.0%} of the time went to waiting for batches; {fix}"
 
 
 def study_summary(summary: dict) -> list[str]:

@@ -18,6 +18,7 @@ import torch
 
 from suite.core import paths
 from suite.data import archives
+from suite.data import prepared as prepared_files
 from suite.data.readers import (ArrayImages, ImageFiles, LMDBImages, UnpairedFiles, find_file, image_files, read_idx,
                                 resize, to_unit_range, transform)
 from suite.data.spec import DATASETS, DatasetSpec, Loaded, PairSource, TensorSource, get_spec, register
@@ -179,32 +180,59 @@ def _missing(name: str, looked: list[Path]) -> DatasetNotFound:
                            f"{DATASETS[name].how_to_get}")
 
 
+CELEBA_FOLDERS = ("celeba/img_align_celeba", "img_align_celeba", "celeba")
+LSUN_FOLDERS = ("bedroom_train_lmdb", "lsun/bedroom_train_lmdb", "lsun/bedroom", "bedroom", "lsun")
+
+
+def _celeba_source(data_root) -> tuple[list[Path], list[Path]]:
+    """(where it looked, the image files of the first folder holding any)."""
+    looked = _candidates(data_root, CELEBA_FOLDERS) + [paths.home() / "data" / "celeba" / "img_align_celeba"]
+    for folder in looked:
+        if folder.is_dir() and (files := image_files(folder)):
+            return looked, files
+    return looked, []
+
+
 def _load_celeba(data_root=None, download=False, image_size=64, **_) -> Loaded:
-    looked = _candidates(data_root, ("celeba/img_align_celeba", "img_align_celeba", "celeba"))
-    if download:
+    looked, files = _celeba_source(data_root)
+    if not files and download:
         import torchvision  # heavy optional: only --download fetches with it
 
         torchvision.datasets.CelebA(str(paths.home() / "data"), download=True)
-        looked.insert(0, paths.home() / "data" / "celeba" / "img_align_celeba")
-    for folder in looked:
-        files = image_files(folder) if folder.is_dir() else []
-        if files:
-            ds = ImageFiles(files, transform(image_size))
-            return Loaded("celeba", "image", ds, None, (3, image_size, image_size), {"root": str(folder)})
+        looked, files = _celeba_source(data_root)
+    if files:
+        ds = ImageFiles(files, transform(image_size))
+        return Loaded("celeba", "image", ds, None, (3, image_size, image_size), {"root": str(files[0].parent)})
     raise _missing("celeba", looked)
 
 
-def _load_lsun(data_root=None, image_size=64, split="train", **_) -> Loaded:
-    looked = _candidates(data_root, ("bedroom_train_lmdb", "lsun/bedroom_train_lmdb", "lsun/bedroom", "bedroom", "lsun"))
+def _lsun_source(data_root) -> tuple[list[Path], Path | None, list[Path]]:
+    """(where it looked, the LMDB folder or None, the image files of a folder export)."""
+    looked = _candidates(data_root, LSUN_FOLDERS)
     for folder in looked:
         if (folder / "data.mdb").is_file():
-            ds = LMDBImages(folder, transform(image_size))
-        elif folder.is_dir() and (files := image_files(folder)):
-            ds = ImageFiles(files, transform(image_size))
-        else:
-            continue
-        return Loaded("lsun_bedroom", "image", ds, None, (3, image_size, image_size), {"root": str(folder)})
-    raise _missing("lsun_bedroom", looked)
+            return looked, folder, []
+        if folder.is_dir() and (files := image_files(folder)):
+            return looked, None, files
+    return looked, None, []
+
+
+def _lsun_files(data_root=None) -> list[Path | None]:
+    _, lmdb_folder, files = _lsun_source(data_root)
+    return [lmdb_folder / "data.mdb"] if lmdb_folder else (files or [None])
+
+
+def _celeba_files(data_root=None) -> list[Path | None]:
+    return _celeba_source(data_root)[1] or [None]
+
+
+def _load_lsun(data_root=None, image_size=64, **_) -> Loaded:
+    looked, lmdb_folder, files = _lsun_source(data_root)
+    if lmdb_folder is None and not files:
+        raise _missing("lsun_bedroom", looked)
+    ds = LMDBImages(lmdb_folder, transform(image_size)) if lmdb_folder else ImageFiles(files, transform(image_size))
+    root = lmdb_folder or files[0].parent
+    return Loaded("lsun_bedroom", "image", ds, None, (3, image_size, image_size), {"root": str(root)})
 
 
 def _load_horse2zebra(data_root=None, download=False, image_size=256, load_size=286, flip=True, **_) -> Loaded:
@@ -320,11 +348,13 @@ register(DatasetSpec("fashion_unpaired", "unpaired",
 register(DatasetSpec(
     "celeba", "image", "CelebA aligned faces (img_align_celeba), 202,599 images",
     f"Download img_align_celeba.zip (mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip it under DIR/celeba and {_ENV}; "
-    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba, channels=3, has_test=False))
+    "--download tries torchvision's Google Drive fetch.", 178, _load_celeba, channels=3, has_test=False,
+    files=_celeba_files))
 register(DatasetSpec(
     "lsun_bedroom", "image", "LSUN bedrooms (lmdb or an image folder)",
     f"Fetch it with `python download.py -c bedroom` from github.com/fyu/lsun, unzip bedroom_train_lmdb under DIR and "
-    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3, has_test=False))
+    f"{_ENV} (a folder of exported images works too).", 256, _load_lsun, channels=3, has_test=False,
+    files=_lsun_files))
 register(DatasetSpec(
     "cifar10", "image", "CIFAR-10, 50k train / 10k test, 32x32 colour, 10 classes",
     "Download cifar-10-binary.tar.gz or cifar-10-python.tar.gz (www.cs.toronto.edu/~kriz/cifar.html), unpack it "
@@ -349,12 +379,17 @@ register(DatasetSpec(
 
 
 def load(name: str, *, data_root=None, download: bool = False, image_size: int = 0, load_size: int = 0,
-         flip: bool = False, subset: int = 0) -> Loaded:
+         flip: bool = False, subset: int = 0, prepared: bool = True) -> Loaded:
     """Load a registered dataset; in-memory images are resized to `load_size or image_size`;
-    `subset` keeps the first N training examples (of each domain)."""
+    `subset` keeps the first N training examples (of each domain); file-backed images come from
+    a matching `suite prepare` file where there is one (unless prepared=False)."""
     spec = get_spec(name)
     size = image_size or spec.native_size
     loaded = spec.load(data_root=data_root, download=download, image_size=size, load_size=load_size, flip=flip)
+    if prepared:
+        loaded = prepared_files.use(name, size, loaded, data_root)
+    on_disk = isinstance(loaded.train, torch.utils.data.Dataset) and not isinstance(loaded.train, TensorSource)
+    loaded.meta.setdefault("source", "decoded on the fly" if on_disk else "in memory")
     if subset:
         loaded.train = _subset(loaded.train, subset)
     if spec.kind != "points" and isinstance(loaded.train, (TensorSource, PairSource)):

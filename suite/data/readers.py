@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,24 +80,34 @@ class ImageFiles(torch.utils.data.Dataset):
         return self.transform(im)
 
 
+_LMDB_ENVS: dict[tuple[str, int], object] = {}
+
+
+def _lmdb_env(path: Path):
+    """One read-only handle per LMDB and process: LMDB refuses a second open of the same
+    environment in one process (a run's training set and its evaluation reference are two readers)."""
+    import lmdb  # heavy optional: LSUN only
+
+    key = (str(path.resolve()), os.getpid())
+    if key not in _LMDB_ENVS:
+        _LMDB_ENVS[key] = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+    return _LMDB_ENVS[key]
+
+
 class LMDBImages(torch.utils.data.Dataset):
     """Encoded images in an LMDB (LSUN's format). Written here rather than using
     torchvision.datasets.LSUN because that class writes its key cache into the current
     directory; ours goes to SUITE_HOME/cache."""
 
     def __init__(self, path: Path, transform=None):
-        import lmdb  # heavy optional: LSUN only
-
         self.path, self.transform, self.env = path, transform, None
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
         cache = paths.cache_dir("lmdb") / f"{digest}.keys"
         if cache.exists():
             self.keys = cache.read_bytes().split(b"\n")
         else:
-            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
-            with env.begin(write=False) as txn:
+            with _lmdb_env(path).begin(write=False) as txn:
                 self.keys = [k for k, _ in txn.cursor()]
-            env.close()
             tmp = cache.with_suffix(".tmp")
             tmp.write_bytes(b"\n".join(self.keys))
             tmp.replace(cache)
@@ -107,11 +118,10 @@ class LMDBImages(torch.utils.data.Dataset):
         return len(self.keys)
 
     def __getitem__(self, i):
-        import lmdb  # heavy optional: LSUN only
         from PIL import Image  # heavy optional: only file-backed datasets decode images
 
         if self.env is None:  # opened lazily: one handle per DataLoader worker
-            self.env = lmdb.open(str(self.path), readonly=True, lock=False, readahead=False, meminit=False)
+            self.env = _lmdb_env(self.path)
         with self.env.begin(write=False) as txn:
             buf = txn.get(self.keys[i])
         with Image.open(io.BytesIO(buf)) as im:
@@ -136,7 +146,7 @@ class ArrayImages(torch.utils.data.Dataset):
         return len(self.array)
 
     def __getitem__(self, i):
-        x = from_u8(torch.from_numpy(np.ascontiguousarray(self.array[i])))
+        x = from_u8(torch.from_numpy(np.array(self.array[i])))  # a copy: the map is read-only
         return resize(x[None], self.size)[0] if self.size and self.size != x.shape[-1] else x
 
 

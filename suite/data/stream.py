@@ -3,6 +3,8 @@ in-memory slicing or a DataLoader over files, so a run resumes mid-epoch with th
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from suite.core import signals
@@ -48,6 +50,7 @@ class BatchStream:
         self.epoch, self.pos = 0, 0
         self._order = None
         self._iter = None
+        self.wait_s = 0.0  # time spent waiting for batches (the harness logs its share as perf/data_wait)
 
     def _epoch_order(self):
         g = _epoch_generator(self.seed, self.epoch)
@@ -83,6 +86,12 @@ class BatchStream:
         return iter(loader)
 
     def __call__(self):
+        start = time.perf_counter()
+        batch = self._next()
+        self.wait_s += time.perf_counter() - start
+        return batch
+
+    def _next(self):
         if self.pos >= self.steps_per_epoch:
             self.epoch, self.pos, self._order, self._iter = self.epoch + 1, 0, None, None
         if self.in_memory:
