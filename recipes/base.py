@@ -7,6 +7,7 @@ iteration. The harness drives Trainers through this interface and knows nothing 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -43,6 +44,40 @@ class Trainer:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.step = 0  # generator iterations done
         self.epoch = 0  # completed passes over the data (kept by the harness)
+        self.scalers: dict[int, torch.amp.GradScaler] = {}  # fp16: one per optimizer (keyed by id)
+        self.skipped = 0  # fp16 optimizer steps skipped for inf/NaN gradients
+
+    # -- precision: families call backward / update instead of loss.backward() / opt.step(), and
+    # the harness runs train_step under autocast(); at fp32 (the papers') both are the plain calls
+    def autocast(self):
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _scaler(self, opt: torch.optim.Optimizer) -> torch.amp.GradScaler | None:
+        if self.cfg.precision != "fp16":
+            return None
+        if id(opt) not in self.scalers:
+            self.scalers[id(opt)] = torch.amp.GradScaler(self.device.type)
+        return self.scalers[id(opt)]
+
+    def backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        """loss.backward(), scaled by opt's GradScaler at fp16."""
+        scaler = self._scaler(opt)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def update(self, opt: torch.optim.Optimizer) -> None:
+        """opt.step(); at fp16 through its GradScaler, which skips a step whose gradients overflowed
+        (counted in `skipped`, logged as perf/fp16_skipped_steps)."""
+        scaler = self._scaler(opt)
+        if scaler is None:
+            opt.step()
+            return
+        before = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        self.skipped += scaler.get_scale() < before  # the scale drops exactly when the step was skipped
 
     # -- training
     def train_step(self, next_batch: NextBatch) -> dict[str, torch.Tensor | float]:
@@ -119,6 +154,8 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "extra": self.extra_state(),
+            "scalers": {k: self.scalers[id(o)].state_dict() for k, o in self.optimizers.items() if id(o) in self.scalers},
+            "skipped": self.skipped,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -129,6 +166,9 @@ class Trainer:
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        for k, scaler_state in state.get("scalers", {}).items():
+            self._scaler(self.optimizers[k]).load_state_dict(scaler_state)
+        self.skipped = int(state.get("skipped", 0))
         self.load_extra_state(state.get("extra", {}))
 
     def generator_state(self) -> dict:

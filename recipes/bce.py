@@ -42,8 +42,8 @@ class BCEGANMixin:
         self.opt_d.zero_grad(set_to_none=True)
         loss, d_real, d_fake = self.d_loss(real, fake)
         loss = loss * scale
-        loss.backward()
-        self.opt_d.step()
+        self.backward(loss, self.opt_d)
+        self.update(self.opt_d)
         return {"loss/d": loss.detach(), "d_real": d_real, "d_fake": d_fake}
 
     def g_step(self, fake: torch.Tensor) -> dict:
@@ -54,8 +54,8 @@ class BCEGANMixin:
             self.opt_g.zero_grad(set_to_none=True)
             out = self.D(fake)
             loss = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
-            loss.backward()
-            self.opt_g.step()
+            self.backward(loss, self.opt_g)
+            self.update(self.opt_g)
         finally:
             set_requires_grad(self.D, True)
         return {"loss/g": loss.detach(), "d_fake_gstep": torch.sigmoid(out).mean().detach()}

@@ -38,6 +38,10 @@ class BaseConfig:
     eval_n: int = 0  # generated samples per evaluation; 0: the evaluator's default
     num_workers: int = -1  # DataLoader workers for file-backed datasets; -1: the cores this process may use
     prepared: bool = True  # read file-backed images from a matching `suite prepare` file where there is one
+    system_metrics: bool = True  # MLflow's system metrics (CPU, memory, GPU) under system/ while training
+    precision: str = "fp32"  # fp32 (the papers') | bf16 | fp16 (autocast; fp16 with a GradScaler per optimizer)
+    compile: bool = False  # torch.compile the networks
+    channels_last: bool = False  # NHWC memory format for the networks' 4-D weights
     # The optimizer is part of the recipe: each family sets its paper's choice (`suite show`
     # lists these; `--set optimizer=adam` runs the WGAN paper's own ablation). Defaults are torch's.
     optimizer: str = "adam"  # adam | rmsprop | sgd
@@ -51,6 +55,9 @@ class BaseConfig:
 
     def check(self) -> None:
         """Family-specific validation: raise ValueError (or ConfigError) with one clear line."""
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def config_fields(cfg_cls: type[BaseConfig]) -> dict[str, type]:
@@ -124,6 +131,8 @@ def validate(cfg: BaseConfig) -> BaseConfig:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: must be >= 0")
     if cfg.num_workers < -1:
         raise ConfigError(f"invalid num_workers={cfg.num_workers}: >= 0, or -1 for the cores this process may use")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"invalid precision={cfg.precision!r}: one of {', '.join(PRECISIONS)}")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"invalid optimizer={cfg.optimizer!r}: one of {', '.join(OPTIMIZERS)}")
     for name in ("beta1", "beta2", "rms_alpha"):

@@ -207,8 +207,8 @@ class CycleGANTrainer(Trainer):
         out["loss/cycle_a"] = F.l1_loss(rec_a, real_a) * lam
         out["loss/cycle_b"] = F.l1_loss(rec_b, real_b) * lam
         loss_g = sum(out.values())
-        loss_g.backward()
-        self.opt_g.step()
+        self.backward(loss_g, self.opt_g)
+        self.update(self.opt_g)
         set_requires_grad(self.D_A, True)
         set_requires_grad(self.D_B, True)
         # Discriminators on real vs pooled fakes.
@@ -217,9 +217,9 @@ class CycleGANTrainer(Trainer):
         pooled_a = self.pool_a.query(fake_a)
         loss_d_a = 0.5 * (lsgan(self.D_A(real_b), True) + lsgan(self.D_A(pooled_b), False))
         loss_d_b = 0.5 * (lsgan(self.D_B(real_a), True) + lsgan(self.D_B(pooled_a), False))
-        loss_d_a.backward()
-        loss_d_b.backward()
-        self.opt_d.step()
+        self.backward(loss_d_a, self.opt_d)
+        self.backward(loss_d_b, self.opt_d)
+        self.update(self.opt_d)
         out = {k: v.detach() for k, v in out.items()}
         out.update({"loss/g": loss_g.detach(), "loss/d_a": loss_d_a.detach(), "loss/d_b": loss_d_b.detach(),
                     "loss/d": (loss_d_a + loss_d_b).detach()})

@@ -97,8 +97,8 @@ class WGANTrainer(Trainer):
         self.opt_d.zero_grad(set_to_none=True)
         f_real, f_fake = self.D(real).mean(), self.D(fake).mean()
         loss = f_fake - f_real
-        loss.backward()
-        self.opt_d.step()
+        self.backward(loss, self.opt_d)
+        self.update(self.opt_d)
         self.clip_critic()
         return loss.detach(), (f_real - f_fake).detach()
 
@@ -107,8 +107,8 @@ class WGANTrainer(Trainer):
         try:
             self.opt_g.zero_grad(set_to_none=True)
             loss = -self.D(self.G(self.noise(n))).mean()
-            loss.backward()
-            self.opt_g.step()
+            self.backward(loss, self.opt_g)
+            self.update(self.opt_g)
         finally:
             set_requires_grad(self.D, True)
         return loss.detach()

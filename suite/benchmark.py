@@ -401,22 +401,22 @@ def collect(study, b: BenchmarkSpec) -> dict[str, dict[int, dict]]:
     return out
 
 
-def cost(study, b: BenchmarkSpec, results: dict) -> dict:
-    """Device-hours per spec (every trained cell, failed ones included: they were paid for), the
-    total, and what the fixed design of `max seeds` per spec would have cost at the same cell cost."""
-    wanted = {_key(c) for c in cells(b)}
+def cost(study, b: BenchmarkSpec, expected: dict[str, int]) -> dict:
+    """Device-hours per spec of the cells this design used (seeds below `expected[spec]`; failed
+    attempts included: they were paid for), the total, and what the fixed design of `max seeds`
+    per spec would have cost at the same cost per cell."""
     spent: dict[str, list[dict]] = {label: [] for label in b.specs}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        if (key := _key(t.user_attrs)) in wanted and "cost" in t.user_attrs:
+        key = _key(t.user_attrs)
+        if key and key[0] in spent and key[1] < expected[key[0]] and "cost" in t.user_attrs:
             spent[key[0]].append(t.user_attrs["cost"])
     specs = {}
     for label, costs in spent.items():
         hours = sum(c["wall_s"] for c in costs) / 3600
         devices = sorted({c["device"] for c in costs if c["device"]})
-        done = len(results.get(label, {}))
         specs[label] = {"cells": len(costs), "device_hours": hours, "device": ", ".join(devices),
                         "steps": sum(c["steps"] for c in costs),
-                        "hours_per_cell": hours / len(costs) if costs else None, "seeds": done}
+                        "hours_per_cell": hours / len(costs) if costs else None, "seeds": expected[label]}
     out = {"specs": specs, "device_hours": sum(v["device_hours"] for v in specs.values()),
            "cells": sum(v["cells"] for v in specs.values())}
     if b.until_decided:
@@ -474,7 +474,7 @@ def finalize(study, b: BenchmarkSpec) -> dict:
            "primaries": board["primaries"], "design": {"kind": "sequential" if b.until_decided else "fixed",
                                                        "looks": design.looks(), "alpha": design.alpha,
                                                        "margins": b.margins},
-           "rounds": done, "cost": cost(study, b, results)}
+           "rounds": done, "cost": cost(study, b, expected)}
     if b.trials:  # random search: the expected best of k trials per spec (Lucic et al.'s budget curves)
         out["budget"] = {spec: _with_hours(seeds.budget_curve(
             [r["best"][board["primaries"][spec]] for r in runs.values() if board["primaries"][spec] in r["best"]],

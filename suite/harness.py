@@ -110,7 +110,8 @@ class Session:
     def step(self) -> None:
         """One generator iteration and what follows it: flush, samples, evaluation, checkpoint."""
         t, cfg = self.trainer, self.cfg
-        out = t.train_step(self.stream)
+        with t.autocast():
+            out = t.train_step(self.stream)
         t.step += 1
         self.pending.append((t.step, out))
         while t.epoch < self.stream.epochs_done:
@@ -184,7 +185,9 @@ class Session:
             # Learning rates change only at epoch ends: logged at every flush (and after each
             # change, see run()), the curve is exact without storing a constant at every step.
             self.tracker.log_metrics(last_step, {"perf/images_per_s": rate, "perf/steps_per_s": steps_rate,
-                                                 "perf/data_wait": data_wait, **self.trainer.learning_rates()})
+                                                 "perf/data_wait": data_wait, **self.trainer.learning_rates(),
+                                                 **({"perf/fp16_skipped_steps": self.trainer.skipped}
+                                                    if self.cfg.precision == "fp16" else {})})
         self.last_values = {k: v for k, v in values.items() if k.startswith(self.trainer.progress_keys)}
         self.progress.show(self.last_values, rate)
         self.tracker.flush()
@@ -316,6 +319,8 @@ def _open(req: RunRequest, p: Prepared, trainer: Trainer, state: dict | None) ->
         raise
     if state is not None:
         tracker.mark_running()  # only now: a failed resume leaves the run as it was
+    if p.cfg.system_metrics:
+        tracker.watch_system()
     session = Session(p, trainer, stream, tracker, None, req.progress, on_eval=req.on_eval, **resumed)
     tracker.resume_hint = session.resume_command()
     return tracker, session

@@ -106,6 +106,7 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
         if getattr(cfg, name) < trainer.min_batch:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: family {cfg.family} normalises over the batch "
                               f"(BatchNorm), so it needs at least {trainer.min_batch}")
+    check_precision(cfg, dev)
     if cfg.eval_n and cfg.eval_n < MIN_SAMPLES:
         raise ConfigError(f"invalid eval_n={cfg.eval_n}: {min_samples_reason()}")
     loaded = data.load(cfg.dataset, data_root=data_root, download=download, image_size=cfg.image_size,
@@ -122,6 +123,33 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
                     total_steps(trainer, cfg, info))
 
 
+def check_precision(cfg: BaseConfig, device: torch.device) -> None:
+    """precision, compile and channels_last possible on this device, said before any run exists."""
+    if cfg.precision != "fp32" and not torch.amp.is_autocast_available(device.type):
+        raise ConfigError(f"precision={cfg.precision}: torch has no autocast for {device.type} here; use fp32")
+    if cfg.precision == "fp16" and device.type == "cpu":  # supported, but emulated: measured 11x slower than fp32
+        raise ConfigError("precision=fp16 on the CPU: torch emulates it there (a DCGAN step 11x slower than fp32); "
+                          "use bf16 on the CPU, fp16 on a GPU")
+    if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision=bf16: this GPU has no bfloat16; use fp16 (with its GradScaler) or fp32")
+    if cfg.compile:
+        try:  # the toolchain inductor needs (a C++ compiler on CPU, Triton on CUDA), tried on a toy
+            torch.compile(lambda x: x * 2 + 1)(torch.ones(2, device=device))
+        except Exception as e:  # noqa: BLE001 - any failure to build means compile is not available
+            line = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
+            raise ConfigError(f"compile=true: torch.compile cannot build here ({line[:160]}); use compile=false") \
+                from None
+
+
+def accelerate(trainer: Trainer, cfg: BaseConfig) -> None:
+    """channels_last and torch.compile on the networks, in place (their state_dict keys unchanged)."""
+    for module in trainer.modules.values():
+        if cfg.channels_last:
+            module.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            module.compile()
+
+
 def loader_workers(asked: int) -> int:
     """-1: one DataLoader worker per core this process may use (its affinity, not the machine's)."""
     return asked if asked >= 0 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -134,6 +162,7 @@ def build_trainer(p: Prepared) -> Trainer:
         trainer.fixed_inputs = data.fixed_examples(p.loaded, p.cfg.n_sample)
     else:
         trainer.fixed_noise()  # now, before a run exists: an n_sample too large for memory fails here
+    accelerate(trainer, p.cfg)
     return trainer
 
 

@@ -131,14 +131,14 @@ class SNGANTrainer(Trainer):
                 fake = self.G(self.noise(len(real)))
             loss_d = F.relu(1 - self.D(real)).mean() + F.relu(1 + self.D(fake)).mean()
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.backward(loss_d, self.opt_d)
+            self.update(self.opt_d)
         set_requires_grad(self.D, False)  # only G learns from its step
         try:
             self.opt_g.zero_grad(set_to_none=True)
             loss_g = -self.D(self.G(self.noise(self.cfg.batch_size))).mean()
-            loss_g.backward()
-            self.opt_g.step()
+            self.backward(loss_g, self.opt_g)
+            self.update(self.opt_g)
         finally:
             set_requires_grad(self.D, True)
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach()}

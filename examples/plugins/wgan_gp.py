@@ -121,14 +121,14 @@ class WGANGPTrainer(Trainer):
             d_real, d_fake = self.D(real).mean(), self.D(fake).mean()
             gp = gradient_penalty(self.D, real, fake, self.cfg.lambda_gp)
             self.opt_d.zero_grad(set_to_none=True)
-            (d_fake - d_real + gp).backward()
-            self.opt_d.step()
+            self.backward(d_fake - d_real + gp, self.opt_d)
+            self.update(self.opt_d)
         set_requires_grad(self.D, False)  # only G learns from its step
         try:
             self.opt_g.zero_grad(set_to_none=True)
             loss_g = -self.D(self.G(self.noise(self.cfg.batch_size))).mean()
-            loss_g.backward()
-            self.opt_g.step()
+            self.backward(loss_g, self.opt_g)
+            self.update(self.opt_g)
         finally:
             set_requires_grad(self.D, True)
         return {"loss/d": (d_fake - d_real + gp).detach(), "loss/g": loss_g.detach(), "gradient_penalty": gp.detach(),

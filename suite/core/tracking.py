@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
+SYSTEM_METRICS_S = 10.0  # sampling interval of MLflow's system metrics
+SYSTEM_STOP_S = 15.0  # the longest a run's end waits for their last write
 STORE_INIT_S = 120.0  # how long a process waits for another one that is creating the store
 _ready: set[str] = set()  # stores this process has opened (their schema exists and is current)
 
@@ -223,6 +226,7 @@ class Tracker:
         self.run_id = run_id
         self._buffer: list = []
         self._writer: ThreadWriter | ProcessWriter | None = None
+        self._system = None  # MLflow's SystemMetricsMonitor while this process trains the run
         self._lock = None  # the open lock file while this process trains the run
         self._lease_token: str | None = None  # "HOST PID:START" while it holds the lease
         self._renewed = 0.0
@@ -355,6 +359,24 @@ class Tracker:
         if len(self._buffer) >= MAX_BUFFER:
             self.flush()
 
+    def watch_system(self) -> None:
+        """MLflow's own system metrics (CPU, memory, disk, network; GPU where pynvml finds one)
+        under system/ every SYSTEM_METRICS_S, continuing their steps on resume."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # heavy: training runs only
+
+        if self._system is None:
+            self._system = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_METRICS_S, resume_logging=True,
+                                                tracking_uri=paths.tracking_uri())
+            self._system.start()
+
+    def _stop_system(self) -> None:
+        """MLflow's finish() joins its thread without a bound: a store that hangs must not hang the run."""
+        if self._system is not None:
+            stopping = threading.Thread(target=self._system.finish, daemon=True)
+            stopping.start()
+            stopping.join(SYSTEM_STOP_S)
+            self._system = None
+
     def start_writer(self) -> None:
         """Start the background metric writer now (a training run does, so it is warm by the
         first flush): a separate process for a local SQLite store, whose per-value ORM work
@@ -387,6 +409,7 @@ class Tracker:
         """End the run. A run whose values were not all stored is never FINISHED: it ends FAILED
         with the reason (resumable from its checkpoint) and the error is raised."""
         error, asked = None, status
+        self._stop_system()
         try:
             self.flush(wait=True)
         except TrackingError as e:

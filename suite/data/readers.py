@@ -80,18 +80,24 @@ class ImageFiles(torch.utils.data.Dataset):
         return self.transform(im)
 
 
-_LMDB_ENVS: dict[tuple[str, int], object] = {}
+_LMDB_ENVS: dict[str, tuple[object, int]] = {}  # LMDB path -> (its read-only handle, the pid that opened it)
 
 
 def _lmdb_env(path: Path):
     """One read-only handle per LMDB and process: LMDB refuses a second open of the same
-    environment in one process (a run's training set and its evaluation reference are two readers)."""
+    environment in one process (a run's training set and its evaluation reference are two readers),
+    and a forked DataLoader worker inherits the parent's handle, closed there and opened anew."""
     import lmdb  # heavy optional: LSUN only
 
-    key = (str(path.resolve()), os.getpid())
-    if key not in _LMDB_ENVS:
-        _LMDB_ENVS[key] = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
-    return _LMDB_ENVS[key]
+    key = str(path.resolve())
+    env, owner = _LMDB_ENVS.get(key, (None, None))
+    if env is not None and owner != os.getpid():
+        env.close()  # this process's copy only: the parent's handle stays open
+        env = None
+    if env is None:
+        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+        _LMDB_ENVS[key] = (env, os.getpid())
+    return env
 
 
 class LMDBImages(torch.utils.data.Dataset):
@@ -146,8 +152,15 @@ class ArrayImages(torch.utils.data.Dataset):
         return len(self.array)
 
     def __getitem__(self, i):
-        x = from_u8(torch.from_numpy(np.array(self.array[i])))  # a copy: the map is read-only
-        return resize(x[None], self.size)[0] if self.size and self.size != x.shape[-1] else x
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        """A DataLoader's whole batch in one read of the map, in file order (torch calls this
+        instead of one __getitem__ per image)."""
+        order = np.argsort(indices, kind="stable")
+        block = np.array(self.array[np.asarray(indices)[order]])  # a copy: the map is read-only
+        x = from_u8(torch.from_numpy(block))[torch.from_numpy(np.argsort(order, kind="stable"))]
+        return list(resize(x, self.size) if self.size and self.size != x.shape[-1] else x)
 
 
 class UnpairedFiles(torch.utils.data.Dataset):

@@ -8,7 +8,7 @@ import time
 import torch
 
 from suite.core import signals
-from suite.data.readers import UnpairedFiles, resize
+from suite.data.readers import ArrayImages, UnpairedFiles, resize
 from suite.data.spec import Loaded, PairSource, TensorSource
 
 
@@ -46,6 +46,8 @@ class BatchStream:
         self.size, self.flip, self.num_workers = image_size, flip, num_workers
         self.paired = isinstance(self.src, (PairSource, UnpairedFiles))
         self.in_memory = isinstance(self.src, (TensorSource, PairSource))
+        # a prepared (memory-mapped) array is read a batch at a time here: workers would only add IPC
+        self.mapped = isinstance(self.src, ArrayImages)
         self.steps_per_epoch = len(self.src) // batch_size
         self.epoch, self.pos = 0, 0
         self._order = None
@@ -94,10 +96,14 @@ class BatchStream:
     def _next(self):
         if self.pos >= self.steps_per_epoch:
             self.epoch, self.pos, self._order, self._iter = self.epoch + 1, 0, None, None
-        if self.in_memory:
+        if self.in_memory or self.mapped:
             if self._order is None:
                 self._order = self._epoch_order()
-            batch = self._in_memory_batch(self._order[self.pos * self.bs : (self.pos + 1) * self.bs])
+            idx = self._order[self.pos * self.bs : (self.pos + 1) * self.bs]
+            if self.mapped:
+                batch = torch.stack(self.src.__getitems__(idx.tolist())).to(self.device, non_blocking=True)
+            else:
+                batch = self._in_memory_batch(idx)
         else:
             if self._iter is None:
                 self._iter = self._loader_iter()
