@@ -203,7 +203,7 @@ def build_parser() -> commands.Parser:
     p, sub = commands.top_parser()
     recipe_help = f"one of the {len(registry.RECIPES)} named recipes (python -m suite list)"
     for add in (_add_list, _add_show, _add_run, _add_evaluate, _add_tune, _add_benchmark, _add_report, _add_ui, _add_bench,
-                _add_prepare, _add_train_classifier, _add_workers):
+                _add_train_classifier, _add_prepare, _add_workers):
         add(sub, g, recipe_help)
     return p
 
