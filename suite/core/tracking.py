@@ -35,7 +35,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 SYSTEM_METRICS_S = 10.0  # sampling interval of MLflow's system metrics
-SYSTEM_STOP_S = 15.0  # the longest a run's end waits for their last write
+SYSTEM_STOP_S = 2.0  # the longest a run's end waits for their last write (a stop must stay prompt)
 STORE_INIT_S = 120.0  # how long a process waits for another one that is creating the store
 _ready: set[str] = set()  # stores this process has opened (their schema exists and is current)
 
