@@ -15,6 +15,7 @@ from torch import nn
 
 from recipes.config import BaseConfig
 from recipes.layers import sampling
+from suite.core import ranks as ranks_mod
 from suite.data import DataInfo
 
 
@@ -46,6 +47,40 @@ class Trainer:
         self.epoch = 0  # completed passes over the data (kept by the harness)
         self.scalers: dict[int, torch.amp.GradScaler] = {}  # fp16: one per optimizer (keyed by id)
         self.skipped = 0  # fp16 optimizer steps skipped for inf/NaN gradients
+        self.ranks: ranks_mod.Ranks | None = None  # one of several processes (see `share`)
+        self._spread = False
+
+    # -- several processes (suite/core/ranks.py): train_step sees this rank's part of each global
+    # batch; `noise(n)` without a generator is this rank's part of the global draw of n * world
+    @property
+    def batch(self) -> int:
+        """Samples of one step this process handles (the global batch_size over the ranks)."""
+        return self.cfg.batch_size // (self.ranks.world if self.ranks else 1)
+
+    def share(self, ranks: ranks_mod.Ranks, sync_bn: bool = True) -> None:
+        """Train as one of `ranks`: BatchNorm over the global batch, latents split from the global
+        draw, gradients averaged in `update`. Called once, after the state is loaded."""
+        self.ranks = ranks
+        if sync_bn:
+            for m in self.modules.values():
+                ranks_mod.sync_batchnorm(m)
+        family_noise = self.noise
+
+        def noise(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+            if generator is not None:  # grids and evaluations: the same latents as one process
+                return family_noise(n, generator)
+            return family_noise(n * ranks.world)[ranks.part(n * ranks.world)]
+
+        self.noise = noise
+
+    @contextlib.contextmanager
+    def spread(self):
+        """`generate` inside splits its chunks over the ranks and gathers them on rank 0 (None elsewhere)."""
+        self._spread = self.ranks is not None
+        try:
+            yield
+        finally:
+            self._spread = False
 
     # -- precision: families call backward / update instead of loss.backward() / opt.step(), and
     # the harness runs train_step under autocast(); at fp32 (the papers') both are the plain calls
@@ -70,6 +105,8 @@ class Trainer:
     def update(self, opt: torch.optim.Optimizer) -> None:
         """opt.step(); at fp16 through its GradScaler, which skips a step whose gradients overflowed
         (counted in `skipped`, logged as perf/fp16_skipped_steps)."""
+        if self.ranks is not None:
+            self.ranks.reduce_gradients([p for group in opt.param_groups for p in group["params"]])
         scaler = self._scaler(opt)
         if scaler is None:
             opt.step()
@@ -108,9 +145,17 @@ class Trainer:
         if len(sizes) > 1 and sizes[-1] < self.min_batch:  # a last chunk too small for batch statistics
             sizes[-2:] = [sizes[-2] + sizes[-1]]
         out = []
+        spread = self.ranks if self._spread else None
         with sampling(G):
-            for size in sizes:
-                out.append(self.to_data(G(self.noise(size, generator))).float().cpu())
+            for i, size in enumerate(sizes):
+                z = self.noise(size, generator)  # every rank draws every chunk's latents: the same as one process
+                if spread is None or i % spread.world == spread.rank:
+                    out.append(self.to_data(G(z)).float().cpu())
+        if spread is not None:
+            parts = spread.gather(out)
+            if parts is None:
+                return None
+            out = [parts[i % spread.world][i // spread.world] for i in range(len(sizes))]
         return torch.cat(out)
 
     def to_data(self, out: torch.Tensor) -> torch.Tensor:

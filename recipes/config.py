@@ -42,6 +42,7 @@ class BaseConfig:
     precision: str = "fp32"  # fp32 (the papers') | bf16 | fp16 (autocast; fp16 with a GradScaler per optimizer)
     compile: bool = False  # torch.compile the networks
     channels_last: bool = False  # NHWC memory format for the networks' 4-D weights
+    sync_bn: bool = True  # several processes (--nproc): BatchNorm statistics over the global batch, as one process
     # The optimizer is part of the recipe: each family sets its paper's choice (`suite show`
     # lists these; `--set optimizer=adam` runs the WGAN paper's own ablation). Defaults are torch's.
     optimizer: str = "adam"  # adam | rmsprop | sgd

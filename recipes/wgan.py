@@ -126,7 +126,7 @@ class WGANTrainer(Trainer):
         k = critic_iters(self.cfg, self.step)
         for _ in range(k):
             loss_d, w = self.critic_step(next_batch())
-        loss_g = self.generator_step(self.cfg.batch_size)
+        loss_g = self.generator_step(self.batch)
         return {"loss/d": loss_d, "loss/g": loss_g, "wasserstein_estimate": w, "critic_steps": float(k)}
 
     def on_epoch_end(self) -> None:

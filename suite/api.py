@@ -32,7 +32,7 @@ from recipes import registry
 from suite import benchmark as bench
 from suite import catalog, data, harness, plugins, run_setup, stored
 from suite.data import prepared
-from suite.core import checkpoint, tracking
+from suite.core import checkpoint, ranks, tracking
 from suite.core.errors import ConfigError, DataError, PluginError
 from suite.evaluate_run import evaluate_run
 from suite.tune import space as tune_space
@@ -67,7 +67,7 @@ def show(recipe: str, seed: int | None = None, max_steps: int | None = None, **o
 @dataclass
 class RunResult:
     run_id: str
-    status: str
+    status: str | None  # None on the ranks other than 0 of a several-process run (they read no store)
     metrics: dict[str, float]  # the run's latest value of every metric it logged
 
 
@@ -85,7 +85,11 @@ def run(recipe_or_spec: str | None = None, *, resume: str | None = None, seed: i
     req = run_setup.RunRequest(recipe=recipe, overrides={**spec_overrides, **overrides}, seed=seed, device=device,
                                max_steps=max_steps, data_root=data_root, download=download, resume=resume,
                                evaluate=evaluate, progress=progress, allow_changed_plugin=allow_changed_plugin)
+    if ranks.launched():  # one of torchrun's processes (suite/core/ranks.py)
+        ranks.join(device)
     run_id = harness.train(req)
+    if ranks.follower():  # rank 0 alone reads and writes the store
+        return RunResult(run_id, None, {})
     info = tracking.get_run(run_id)
     return RunResult(run_id, info.info.status, dict(info.data.metrics))
 

@@ -26,9 +26,9 @@ from evaluation.defaults import DEFAULTS
 from recipes import registry
 from reports import benchmark as bench_report
 from reports import build
-from suite import api, benchmark, catalog, commands, data, summary, ui
-from suite.core import jsonout, signals, tracking
-from suite.core.errors import ConfigError, SuiteError, disk_full, out_of_memory
+from suite import api, benchmark, catalog, commands, data, launch, run_setup, summary, ui
+from suite.core import jsonout, ranks, signals, tracking
+from suite.core.errors import ConfigError, RankLost, Stopped, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 from suite.tune import spec as tune_spec
 from suite.tune import study as tune
@@ -58,13 +58,46 @@ def cmd_show(args) -> int:
 
 
 def cmd_run(args) -> int:
-    result = api.run(args.recipe, resume=args.resume, seed=args.seed, device=args.device, max_steps=args.max_steps,
-                     data_root=args.data_root, download=args.download, evaluate=not args.no_eval,
-                     allow_changed_plugin=args.allow_changed_plugin, **parse_sets(args.set))
+    if args.nproc < 1:
+        raise ConfigError(f"invalid --nproc {args.nproc}: at least 1")
+    if args.nproc > 1 and not ranks.launched():  # the suite starts torchrun's agent; this process waits
+        if args.recipe:  # a batch that does not split is said here, before any process or run exists
+            cfg = run_setup.resolve_config(args.recipe, parse_sets(args.set), args.seed, args.max_steps)
+            run_setup.check_split(cfg, args.nproc)
+        return launch.run_processes(args.nproc, _without_nproc(args.argv))
+    if ranks.launched():
+        ranks.join(args.device)
+    try:
+        result = api.run(args.recipe, resume=args.resume, seed=args.seed, device=args.device, max_steps=args.max_steps,
+                         data_root=args.data_root, download=args.download, evaluate=not args.no_eval,
+                         allow_changed_plugin=args.allow_changed_plugin, **parse_sets(args.set))
+    except (Stopped, SuiteError) as e:
+        ranks.leave(wait=isinstance(e, Stopped))  # a stop: every rank here after the same step, rank 0 last to write
+        raise
+    except Exception as e:
+        if ranks.current() is not None and ranks.lost(e):  # outside the run's loop (setting up, rank 0 gone)
+            ranks.leave(wait=False)
+            raise RankLost(f"a process of this run is gone: {str(e).splitlines()[0][:200]}") from None
+        raise
+    ranks.leave(wait=True)
+    if ranks.follower():
+        return 0
     if not args.quiet:
         print("\n".join(summary.run_summary(result.run_id)), file=sys.stderr, flush=True)
     print(result.run_id)
     return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def cmd_evaluate(args) -> int:
@@ -228,6 +261,9 @@ def _add_run(sub, g: dict, recipe_help: str) -> None:
     s.add_argument("--allow-changed-plugin", action="store_true",
                    help="resume although the family's plugin source changed since the run started")
     s.add_argument("--no-eval", action="store_true", help="skip metric evaluation during and after training")
+    s.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="N processes train the run through torchrun (torch.distributed: nccl on cuda, gloo on cpu); "
+                        "batch_size stays the global batch")
     s.set_defaults(func=cmd_run)
 
 
@@ -383,9 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as e:
         return commands.fail(str(e), e.exit_code)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except SuiteError as e:
+        if ranks.follower():  # several processes: rank 0 says it (the others met the same error or its echo)
+            return e.exit_code
         return commands.fail(str(e), e.exit_code)
     except OSError as e:
         if disk_full(e):

@@ -12,10 +12,13 @@ is better. One step is one generator iteration. Setup (config, data, trainer) is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -25,12 +28,12 @@ from recipes import registry
 from recipes.base import Trainer
 from recipes.config import flatten
 from suite import data, pictures, plugins, stored
-from suite.core import checkpoint, paths, signals
-from suite.core.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, Stopped, StopRun, TrackingError,
-                               TrainingDiverged, disk_full, out_of_memory)
+from suite.core import checkpoint, paths, ranks, signals
+from suite.core.errors import (CheckpointError, ConfigError, DiskFull, OutOfMemory, RankLost, Stopped, StopRun,
+                               TrackingError, TrainingDiverged, disk_full, out_of_memory)
 from suite.core.progress import Progress
 from suite.core.rng import isolated_rng, rng_state, set_rng_state
-from suite.core.tracking import Tracker
+from suite.core.tracking import Follower, Tracker
 from suite.run_setup import (Evaluator, Prepared, RunRequest, build_trainer, default_evaluator, make_stream, prepare,
                              resolve_config, run_tags)
 
@@ -38,10 +41,25 @@ FLUSH_EVERY = 25  # steps between metric flushes (one host sync and one async ML
 CHECKPOINT_FORMAT = 1
 
 
-def judge(trainer: Trainer, ev: Evaluator, final: bool) -> Result:
-    """The trainer's samples for this evaluator (the same latents every time), judged."""
-    samples = trainer.eval_samples(ev.n, torch.Generator().manual_seed(ev.seed), ev.inputs(trainer.cfg.image_size))
-    return ev(samples, final=final)
+def judge(trainer: Trainer, ev: Evaluator, final: bool) -> Result | None:
+    """The trainer's samples for this evaluator (the same latents every time), judged. Several
+    processes generate their share of the chunks; rank 0 judges them all (None on the others)."""
+    with trainer.spread():
+        samples = trainer.eval_samples(ev.n, torch.Generator().manual_seed(ev.seed), ev.inputs(trainer.cfg.image_size))
+    return None if samples is None else ev(samples, final=final)
+
+
+@dataclass
+class Remote:
+    """What a rank other than 0 knows of rank 0's evaluator: enough to generate its share."""
+
+    primary: str
+    n: int
+    seed: int
+    held_out: dict | None
+
+    def inputs(self, image_size: int) -> dict | None:
+        return self.held_out
 
 
 def log_evaluation(tracker: Tracker, result: Result, step: int, tag: str) -> None:
@@ -62,6 +80,8 @@ class Session:
                  evaluator: Evaluator | None, progress: bool | None, skip_through: int = 0, best: dict | None = None,
                  on_eval=None, evaluated: int | None = None):
         self.p, self.cfg, self.trainer, self.stream, self.tracker = p, p.cfg, trainer, stream, tracker
+        self.ranks = ranks.current()
+        self.lead = self.ranks is None or self.ranks.lead  # rank 0 alone writes: store, grids, checkpoints
         self.evaluator, self.on_eval = evaluator, on_eval
         self.skip_through = skip_through  # steps already in the run's metric history (resume)
         self.best = best or {}
@@ -71,7 +91,7 @@ class Session:
         self.total = p.total
         self.ckpt_dir = paths.run_dir(tracker.run_id) / "checkpoints"
         self.pending: list[tuple[int, dict]] = []
-        self.progress = Progress(self.total, trainer.step, desc=p.recipe, enabled=progress)
+        self.progress = Progress(self.total, trainer.step, desc=p.recipe, enabled=progress if self.lead else False)
         tracker.start_writer()
         self.last_values: dict[str, float] = {}
         self._t_mark, self._batches_mark, self._wait_mark = time.perf_counter(), self._batches(), stream.wait_s
@@ -91,18 +111,24 @@ class Session:
 
     def _run(self, until: int | None) -> None:
         t = self.trainer
-        if t.step == 0:
+        if t.step == 0 and self.lead:
             pictures.log_samples(self.tracker, self.p, t, 0)
         if self.evaluator is not None and self.evaluated < t.step and self.evaluation_step(t.step):
             self.evaluate(t.step)  # owed by a run stopped during this evaluation
             self.save_checkpoint()
         end = self.total if until is None else min(until, self.total)
         while t.step < end:
-            if signals.requested():
-                self.stop()
+            if signum := self.stop_requested():
+                self.stop(signum)
             self.step()
         if t.step == self.total:
             self.finish()
+
+    def stop_requested(self) -> int | None:
+        """The stop signal to act on now: this process's, or (several processes) the one all agreed on."""
+        if self.ranks is None:
+            return signals.requested()
+        return self.ranks.agreed_stop(signals.requested())
 
     def evaluation_step(self, step: int) -> bool:
         return step == self.total or bool(self.cfg.eval_every and step % self.cfg.eval_every == 0)
@@ -110,7 +136,7 @@ class Session:
     def step(self) -> None:
         """One generator iteration and what follows it: flush, samples, evaluation, checkpoint."""
         t, cfg = self.trainer, self.cfg
-        with t.autocast():
+        with t.autocast(), ranks.training():
             out = t.train_step(self.stream)
         t.step += 1
         self.pending.append((t.step, out))
@@ -125,7 +151,7 @@ class Session:
                 t.step % cfg.checkpoint_every == 0:
             self.flush()
         self.progress.update(t.step)
-        if t.step % cfg.sample_every == 0 or last:
+        if (t.step % cfg.sample_every == 0 or last) and self.lead:
             pictures.log_samples(self.tracker, self.p, t, t.step)
         if evaluating:
             self.evaluate(t.step)
@@ -134,9 +160,9 @@ class Session:
         if t.step % cfg.checkpoint_every == 0 or last:
             self.save_checkpoint()
 
-    def stop(self) -> None:
+    def stop(self, signum: int | None = None) -> None:
         """A stop signal: everything logged, a checkpoint of this very step, then Stopped."""
-        signum = signals.requested()
+        signum = signum or signals.requested()
         step = self.trainer.step
         if self.saved != step or self.evaluated < step:
             self.save_checkpoint()
@@ -144,8 +170,10 @@ class Session:
                       f"marked KILLED; resume with: {self.resume_command()}", signum)
 
     def resume_command(self) -> str:
-        extra = "" if self.p.device.type == "cpu" else f" --device {self.p.device}"
+        device = self.p.device.type if self.ranks is not None else self.p.device  # each rank picks its own cuda:N
+        extra = "" if self.p.device.type == "cpu" else f" --device {device}"
         extra += f" --data-root {self.p.data_root}" if self.p.data_root else ""
+        extra += f" --nproc {self.ranks.world}" if self.ranks is not None else ""
         return f"python -m suite run --resume {self.tracker.run_id}{extra}"
 
     def flush(self) -> None:
@@ -156,8 +184,12 @@ class Session:
         tkeys = [k for k, v in last.items() if torch.is_tensor(v)]
         fkeys = [k for k in last if k not in tkeys]
         # One device->host copy per flush instead of one sync per value per step.
-        tvals = torch.stack([torch.stack([d[k].float() for k in tkeys]) for _, d in self.pending]).cpu().tolist() \
-            if tkeys else [[] for _ in self.pending]
+        tvals = [[] for _ in self.pending]
+        if tkeys:
+            stacked = torch.stack([torch.stack([d[k].float() for k in tkeys]) for _, d in self.pending]).cpu()
+            if self.ranks is not None:  # each rank's values are of its part: the global batch's are their mean
+                stacked = self.ranks.mean(stacked)
+            tvals = stacked.tolist()
         keys = tkeys + fkeys
         table = [tv + [float(d[k]) for k in fkeys] for tv, (_, d) in zip(tvals, self.pending)]
         now = time.perf_counter()
@@ -195,9 +227,14 @@ class Session:
 
     def evaluate(self, step: int) -> None:
         ev, final = self.evaluator, step == self.total
+        # dropped on a stop signal, redone on resume (several processes: finished, then the stop agreed)
+        interruptible = signals.interruptible() if self.ranks is None else contextlib.nullcontext()
         with isolated_rng():
-            with signals.interruptible():  # dropped on a stop signal, redone on resume
+            with interruptible:
                 result = judge(self.trainer, ev, final)
+            if result is None:  # not rank 0: its share generated, nothing to judge or log
+                self.evaluated = step
+                return
             if final:
                 log_evaluation(self.tracker, result, step, "final")
         values = result.metrics
@@ -226,17 +263,23 @@ class Session:
             "rng": rng_state(),
             "best": self.best,
             "evaluated": self.evaluated,
+            "nproc": self.ranks.world if self.ranks else 1,
         }
 
     def save_checkpoint(self, name: str = "last") -> None:
         self.flush()  # never checkpoint weights that produced a non-finite loss
         self.tracker.flush(wait=True)  # every value up to a checkpoint is stored before it exists
+        if not self.lead:  # the ranks hold the same state: rank 0 writes it
+            self.saved = self.trainer.step if name == "last" else self.saved
+            return
         path = checkpoint.save(self.checkpoint_state(), self.ckpt_dir / f"{name}.pt")
         self.tracker.log_artifact(path, "checkpoints")
         if name == "last":
             self.saved = self.trainer.step
 
     def finish(self) -> None:
+        if not self.lead:
+            return
         gen = {"family": self.p.family, "recipe": self.p.recipe, "config": dataclasses.asdict(self.cfg),
                "kind": self.p.info.kind, "shape": list(self.p.info.shape),
                "generator": self.trainer.generator_state()}
@@ -266,20 +309,17 @@ def train(req: RunRequest, evaluator_factory: Callable[[Prepared], Evaluator | N
 
 
 def _prepare(req: RunRequest) -> tuple[Prepared, Trainer, dict | None]:
-    """Config, data, trainer and (resuming) the checkpoint, all checked; nothing is written yet."""
+    """Config, data, trainer and (resuming) the checkpoint, all checked; nothing is written yet.
+    Several processes: rank 0 reads the resumed run from the store and sends it to the others."""
     if not req.resume:
         cfg = resolve_config(req.recipe, req.overrides, req.seed, req.max_steps)
         p = prepare(req.recipe, cfg, req.device, req.data_root, req.download)
         return p, build_trainer(p), None
-    tracker = Tracker.attach(req.resume)
-    saved = stored.training_config(tracker, req.allow_changed_plugin)
-    if req.overrides:
-        raise ConfigError("--set cannot change a resumed run's config (only --max-steps can extend it)")
+    saved, state = ranks.from_lead(lambda: _stored_run(req))
     values = dict(saved["config"])
     if req.max_steps is not None:
         values["max_steps"] = req.max_steps
     p = prepare(saved["recipe"], stored.rebuild_config(saved, values), req.device, req.data_root, req.download)
-    state = stored.stored_checkpoint(tracker, "last", "checkpoint to resume from (checkpoints/last.pt)")
     trainer = build_trainer(p)
     try:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("family") != p.family:
@@ -294,36 +334,66 @@ def _prepare(req: RunRequest) -> tuple[Prepared, Trainer, dict | None]:
     return p, trainer, state
 
 
+def _stored_run(req: RunRequest) -> tuple[dict, dict]:
+    """The resumed run's training config and last checkpoint, from the store."""
+    tracker = Tracker.attach(req.resume)
+    saved = stored.training_config(tracker, req.allow_changed_plugin)
+    if req.overrides:
+        raise ConfigError("--set cannot change a resumed run's config (only --max-steps can extend it)")
+    return saved, stored.stored_checkpoint(tracker, "last", "checkpoint to resume from (checkpoints/last.pt)")
+
+
 def _open(req: RunRequest, p: Prepared, trainer: Trainer, state: dict | None) -> tuple[Tracker, Session]:
-    """The run created (or taken over for resuming) and its session, ready for the next step."""
+    """The run created (or taken over for resuming) and its session, ready for the next step.
+    Several processes: rank 0 takes the run, the others follow it without touching the store."""
     stream = make_stream(p)
-    if state is None:
-        run_name = req.run_name or f"{p.recipe}-s{p.cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        params = {"recipe": p.recipe, "family": p.family, **flatten(dataclasses.asdict(p.cfg))}
-        tags = {**run_tags(p, registry.get(p.recipe)), **plugins.origin_tags(p.family), **req.extra_tags}
-        tracker = Tracker.create(req.experiment or p.recipe, run_name, params, tags, p.resolved(),
-                                 parent_run_id=req.parent_run_id)
-        resumed = {}
-    else:
-        tracker = Tracker.attach(req.resume)
+    try:
+        taken = ranks.from_lead(lambda: _take_run(req, p, state), send=lambda t: t.run_id)
+    except BaseException:
+        stream.close()
+        raise
+    tracker = Follower(taken) if isinstance(taken, str) else taken
+    resumed = {}
+    if state is not None:
         stream.load_state_dict(state["stream"])
         set_rng_state(state["rng"])
         resumed = {"skip_through": tracker.last_step("loss/g"), "best": state.get("best") or {},
                    "evaluated": state.get("evaluated")}
-    try:
-        tracker.acquire()  # one run, one writer: a second resume of a run in training is refused
-    except BaseException:
-        stream.close()
-        if state is None:
-            tracker.finish("FAILED", "could not take the run's writer lock")
-        raise
-    if state is not None:
-        tracker.mark_running()  # only now: a failed resume leaves the run as it was
+        before, now = state.get("nproc", 1), (ranks.current().world if ranks.current() else 1)
+        if before != now and not isinstance(tracker, Follower):
+            # the same global batches and latents, summed in another order: close, not bit-exact
+            print(f"note: run {tracker.run_id} was trained by {before} process(es) and continues with {now}: the "
+                  "same batches and latents, not bit-exact", file=sys.stderr, flush=True)
+            tracker.set_tags({"suite.nproc": now, "suite.nproc_changed": f"{before}->{now} at step {trainer.step}"})
     if p.cfg.system_metrics:
         tracker.watch_system()
     session = Session(p, trainer, stream, tracker, None, req.progress, on_eval=req.on_eval, **resumed)
     tracker.resume_hint = session.resume_command()
     return tracker, session
+
+
+def _take_run(req: RunRequest, p: Prepared, state: dict | None) -> Tracker:
+    """The run created, or attached for resuming, with this process its one writer."""
+    group = ranks.current()
+    if state is None:
+        run_name = req.run_name or f"{p.recipe}-s{p.cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        params = {"recipe": p.recipe, "family": p.family, **flatten(dataclasses.asdict(p.cfg))}
+        tags = {**run_tags(p, registry.get(p.recipe)), **plugins.origin_tags(p.family), **req.extra_tags,
+                "suite.nproc": group.world if group else 1}
+        tracker = Tracker.create(req.experiment or p.recipe, run_name, params, tags, p.resolved(),
+                                 parent_run_id=req.parent_run_id)
+    else:
+        tracker = Tracker.attach(req.resume)
+    try:
+        tracker.acquire()  # one run, one writer: a second resume of a run in training is refused
+    except BaseException:
+        if state is None:
+            tracker.finish("FAILED", "could not take the run's writer lock")
+        raise
+    if state is not None:
+        tracker.mark_running()  # only now: a failed resume leaves the run as it was
+    ranks.announce(tracker.run_id)
+    return tracker
 
 
 def _run(req: RunRequest, evaluator_factory, tracker: Tracker, session: Session) -> str:
@@ -335,7 +405,10 @@ def _run(req: RunRequest, evaluator_factory, tracker: Tracker, session: Session)
             try:
                 if evaluator_factory and req.evaluate:
                     with isolated_rng(), signals.interruptible():  # building one may train a classifier
-                        session.evaluator = evaluator_factory(session.p)
+                        session.evaluator = ranks.from_lead(lambda: evaluator_factory(session.p),
+                                                            send=lambda ev: _remote(ev, session.cfg.image_size))
+                    if isinstance(session.evaluator, Remote) and session.evaluator.n == 0:
+                        session.evaluator = None
             except signals.Interrupted:
                 session.stop()  # before the first step: a checkpoint of the start, to resume from
             session.run()
@@ -364,8 +437,20 @@ def _run(req: RunRequest, evaluator_factory, tracker: Tracker, session: Session)
     return tracker.run_id
 
 
+def _remote(ev: Evaluator | None, image_size: int) -> Remote:
+    """What the other ranks need of rank 0's evaluator (n=0: there is none)."""
+    if ev is None:
+        return Remote("", 0, 0, None)
+    return Remote(ev.primary, ev.n, ev.seed, ev.inputs(image_size))
+
+
 def _failed(tracker: Tracker, session: Session, e: BaseException) -> None:
     """Mark the run FAILED with why; memory and disk exhaustion become their own one-line errors."""
+    if session.ranks is not None and ranks.lost(e):
+        why = (f"a process of this run is gone (died or stopped answering: {str(e).splitlines()[0][:160]}); "
+               f"resume with: {session.resume_command()}")
+        tracker.finish("FAILED", why)
+        raise RankLost(f"run {tracker.run_id}: {why}") from None
     if (why := out_of_memory(e)) is not None:
         tracker.finish("FAILED", f"out of memory: {why}")
         raise OutOfMemory(f"out of memory in run {tracker.run_id}: {why}; lower image_size, n_sample, "

@@ -21,6 +21,7 @@ from recipes import registry
 from recipes.base import Trainer
 from recipes.config import BaseConfig
 from suite import data
+from suite.core import ranks
 from suite.core.errors import ConfigError
 from suite.core.tracking import Tracker
 from suite.data import DataInfo
@@ -100,12 +101,15 @@ def resolve_config(recipe: str, overrides: dict, seed: int | None = None, max_st
 
 def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, download=False) -> Prepared:
     """Config + data + device, checked before anything is logged (a missing dataset makes no run)."""
-    dev = resolve_device(device)
+    group = ranks.current()
+    dev = ranks.device_of(resolve_device(device), group)
     trainer = registry.family(cfg.family).trainer
     for name in ("batch_size", "n_sample"):
         if getattr(cfg, name) < trainer.min_batch:
             raise ConfigError(f"invalid {name}={getattr(cfg, name)}: family {cfg.family} normalises over the batch "
                               f"(BatchNorm), so it needs at least {trainer.min_batch}")
+    if group is not None:
+        check_split(cfg, group.world)
     check_precision(cfg, dev)
     if cfg.eval_n and cfg.eval_n < MIN_SAMPLES:
         raise ConfigError(f"invalid eval_n={cfg.eval_n}: {min_samples_reason()}")
@@ -121,6 +125,18 @@ def prepare(recipe: str, cfg: BaseConfig, device: str = "cpu", data_root=None, d
     info = data.data_info(loaded, cfg.batch_size)
     return Prepared(recipe, cfg.family, cfg, loaded, info, dev, str(data_root) if data_root else None,
                     total_steps(trainer, cfg, info))
+
+
+def check_split(cfg: BaseConfig, nproc: int) -> None:
+    """The global batch divides evenly over `nproc` processes (each a part of at least min_batch)."""
+    trainer = registry.family(cfg.family).trainer
+    if cfg.batch_size % nproc:
+        raise ConfigError(f"batch_size={cfg.batch_size} does not split over {nproc} processes: --nproc needs a global "
+                          f"batch divisible by it (each step's batch is divided evenly; {cfg.family} trains on "
+                          f"{cfg.batch_size})")
+    if cfg.batch_size // nproc < trainer.min_batch:
+        raise ConfigError(f"batch_size={cfg.batch_size} over {nproc} processes leaves {cfg.batch_size // nproc} per "
+                          f"process; family {cfg.family} needs at least {trainer.min_batch}")
 
 
 def check_precision(cfg: BaseConfig, device: torch.device) -> None:
@@ -151,8 +167,13 @@ def accelerate(trainer: Trainer, cfg: BaseConfig) -> None:
 
 
 def loader_workers(asked: int) -> int:
-    """-1: one DataLoader worker per core this process may use (its affinity, not the machine's)."""
-    return asked if asked >= 0 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """-1: one DataLoader worker per core this process may use (its affinity, not the machine's),
+    shared with the other ranks on this node."""
+    if asked >= 0:
+        return asked
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    group = ranks.current()
+    return max(1, cores // group.local_world) if group else cores
 
 
 def build_trainer(p: Prepared) -> Trainer:
@@ -162,13 +183,16 @@ def build_trainer(p: Prepared) -> Trainer:
         trainer.fixed_inputs = data.fixed_examples(p.loaded, p.cfg.n_sample)
     else:
         trainer.fixed_noise()  # now, before a run exists: an n_sample too large for memory fails here
+    if (group := ranks.current()) is not None:
+        trainer.share(group, p.cfg.sync_bn)
     accelerate(trainer, p.cfg)
     return trainer
 
 
 def make_stream(p: Prepared) -> data.BatchStream:
     return data.BatchStream(p.loaded, p.cfg.batch_size, p.cfg.seed, p.device, image_size=p.cfg.image_size,
-                            flip=p.cfg.flip, num_workers=loader_workers(p.cfg.num_workers))
+                            flip=p.cfg.flip, num_workers=loader_workers(p.cfg.num_workers),
+                            part=group.part(p.cfg.batch_size) if (group := ranks.current()) else None)
 
 
 def default_evaluator(p: Prepared) -> Evaluator | None:

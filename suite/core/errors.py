@@ -56,6 +56,13 @@ class Stopped(SuiteError):
         self.exit_code = 128 + signum
 
 
+class RankLost(SuiteError):
+    """One of several processes of a run died or stopped answering (torch.distributed): the run is
+    FAILED with this reason, resumable from its last checkpoint."""
+
+    exit_code = 1
+
+
 class DiskFull(SuiteError):
     """No space left where a checkpoint, artifact or the store is written: the run is FAILED with
     this reason, half-written files removed, resumable once space is freed."""

@@ -172,6 +172,12 @@ def _die_with_parent(sig: int, parent: int) -> None:
         os.kill(os.getpid(), sig)
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """This process gets `sig` when its parent dies (a process someone else's launcher started)."""
+    if sys.platform.startswith("linux"):
+        _die_with_parent(sig, os.getppid())
+
+
 def child_options(sig: int = signal.SIGTERM, own_group: bool = False) -> dict:
     """Popen keyword arguments for a child that gets `sig` when this process dies, however it
     dies. `own_group`: the child leads a process group (a terminal's Ctrl-C reaches only us, and

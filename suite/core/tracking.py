@@ -453,3 +453,21 @@ class Tracker:
         resume = f" and resume with: {self.resume_hint}" if self.resume_hint else ""
         return TrackingError(f"run {self.run_id} was {why}; it stays deleted (marked KILLED). To continue it, restore "
                              f"it (MLflow UI, or `mlflow runs restore --run-id {self.run_id}`){resume}")
+
+
+class Follower:
+    """What a rank other than 0 holds of its run (suite/core/ranks.py): the run id, and no store.
+    Rank 0 alone writes to MLflow, so every write here is dropped and nothing is locked."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.resume_hint: str | None = None
+
+    def last_step(self, key: str) -> int:
+        return -1
+
+    def _nothing(self, *args, **kwargs) -> None:
+        return None
+
+    acquire = renew = release = mark_running = watch_system = start_writer = flush = _nothing
+    set_tags = log_metrics = log_image = log_text = log_artifact = finish = _nothing

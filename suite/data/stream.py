@@ -40,7 +40,7 @@ class BatchStream:
     epoch and the number of batches consumed in it, so a resumed run sees the same batches."""
 
     def __init__(self, loaded: Loaded, batch_size: int, seed: int, device, image_size: int = 0, flip: bool = False,
-                 num_workers: int = 0):
+                 num_workers: int = 0, part: slice | None = None):
         self.src, self.bs, self.seed = loaded.train, batch_size, seed
         self.device = torch.device(device)
         self.size, self.flip, self.num_workers = image_size, flip, num_workers
@@ -52,6 +52,7 @@ class BatchStream:
         self.epoch, self.pos = 0, 0
         self._order = None
         self._iter = None
+        self.part = part  # one of several processes: its part of every global batch (suite/core/ranks.py)
         self.wait_s = 0.0  # time spent waiting for batches (the harness logs its share as perf/data_wait)
 
     def _epoch_order(self):
@@ -70,15 +71,18 @@ class BatchStream:
             b = self.src.b.x[idx[:, 1]]
             if self.size or self.flip:
                 a, b = augment(a, self.size or a.shape[-1], self.flip, g), augment(b, self.size or b.shape[-1], self.flip, g)
-            return a.to(self.device, non_blocking=True), b.to(self.device, non_blocking=True)
+            return self._mine(a).to(self.device, non_blocking=True), self._mine(b).to(self.device, non_blocking=True)
         x = self.src.x[idx]
         if x.dim() == 4 and (self.flip or (self.size and x.shape[-1] != self.size)):
-            x = augment(x, self.size or x.shape[-1], self.flip, g)
-        return x.to(self.device, non_blocking=True)
+            x = augment(x, self.size or x.shape[-1], self.flip, g)  # drawn for the global batch, as one process
+        return self._mine(x).to(self.device, non_blocking=True)
+
+    def _mine(self, x):
+        return x if self.part is None else x[self.part]
 
     def _loader_iter(self):
         order = self._epoch_order()
-        batches = [order[i * self.bs : (i + 1) * self.bs].tolist() for i in range(self.pos, self.steps_per_epoch)]
+        batches = [self._mine(order[i * self.bs : (i + 1) * self.bs]).tolist() for i in range(self.pos, self.steps_per_epoch)]
         if self.paired:
             batches = [[tuple(ij) for ij in b] for b in batches]
         loader = torch.utils.data.DataLoader(
@@ -101,7 +105,7 @@ class BatchStream:
                 self._order = self._epoch_order()
             idx = self._order[self.pos * self.bs : (self.pos + 1) * self.bs]
             if self.mapped:
-                batch = torch.stack(self.src.__getitems__(idx.tolist())).to(self.device, non_blocking=True)
+                batch = torch.stack(self.src.__getitems__(self._mine(idx).tolist())).to(self.device, non_blocking=True)
             else:
                 batch = self._in_memory_batch(idx)
         else:
