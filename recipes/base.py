@@ -49,6 +49,7 @@ class Trainer:
         self.skipped = 0  # fp16 optimizer steps skipped for inf/NaN gradients
         self.ranks: ranks_mod.Ranks | None = None  # one of several processes (see `share`)
         self._spread = False
+        self._averaged: torch.optim.Optimizer | None = None  # fp16: averaged before its GradScaler
 
     # -- several processes (suite/core/ranks.py): train_step sees this rank's part of each global
     # batch; `noise(n)` without a generator is this rank's part of the global draw of n * world
@@ -59,7 +60,7 @@ class Trainer:
 
     def share(self, ranks: ranks_mod.Ranks, sync_bn: bool = True) -> None:
         """Train as one of `ranks`: BatchNorm over the global batch, latents split from the global
-        draw, gradients averaged in `update`. Called once, after the state is loaded."""
+        draw, gradients averaged before every optimizer step. Called once, when the trainer is built."""
         self.ranks = ranks
         if sync_bn:
             for m in self.modules.values():
@@ -72,6 +73,15 @@ class Trainer:
             return family_noise(n * ranks.world)[ranks.part(n * ranks.world)]
 
         self.noise = noise
+        for opt in self.optimizers.values():  # a family calling opt.step() itself is averaged too
+            opt.register_step_pre_hook(self._before_step)
+
+    def _before_step(self, opt: torch.optim.Optimizer, args, kwargs) -> None:
+        if self._averaged is not opt:
+            self._average(opt)
+
+    def _average(self, opt: torch.optim.Optimizer) -> None:
+        self.ranks.reduce_gradients([p for group in opt.param_groups for p in group["params"]])
 
     @contextlib.contextmanager
     def spread(self):
@@ -105,14 +115,18 @@ class Trainer:
     def update(self, opt: torch.optim.Optimizer) -> None:
         """opt.step(); at fp16 through its GradScaler, which skips a step whose gradients overflowed
         (counted in `skipped`, logged as perf/fp16_skipped_steps)."""
-        if self.ranks is not None:
-            self.ranks.reduce_gradients([p for group in opt.param_groups for p in group["params"]])
         scaler = self._scaler(opt)
         if scaler is None:
-            opt.step()
+            opt.step()  # several processes: the gradients are averaged by the step's pre-hook (see share)
             return
+        if self.ranks is not None:  # before the scaler's overflow check, so that every rank skips alike
+            self._average(opt)
+            self._averaged = opt
         before = scaler.get_scale()
-        scaler.step(opt)
+        try:
+            scaler.step(opt)
+        finally:
+            self._averaged = None
         scaler.update()
         self.skipped += scaler.get_scale() < before  # the scale drops exactly when the step was skipped
 
