@@ -183,29 +183,30 @@ class Session:
         last = self.pending[-1][1]
         tkeys = [k for k, v in last.items() if torch.is_tensor(v)]
         fkeys = [k for k in last if k not in tkeys]
-        # One device->host copy per flush instead of one sync per value per step.
-        tvals = [[] for _ in self.pending]
+        keys = tkeys + fkeys
+        steps = [step for step, _ in self.pending]
+        # One stack and one device->host copy per flush, not one sync (or one stack) per value per step.
+        tvals = [[] for _ in steps]
         if tkeys:
-            stacked = torch.stack([torch.stack([d[k].float() for k in tkeys]) for _, d in self.pending]).cpu()
+            stacked = torch.stack([d[k] for _, d in self.pending for k in tkeys]).float().cpu().view(len(steps), -1)
             if self.ranks is not None:  # each rank's values are of its part: the global batch's are their mean
                 stacked = self.ranks.mean(stacked)
             tvals = stacked.tolist()
-        keys = tkeys + fkeys
-        table = [tv + [float(d[k]) for k in fkeys] for tv, (_, d) in zip(tvals, self.pending)]
+        table = [tv + [float(d[k]) for k in fkeys] for tv, (_, d) in zip(tvals, self.pending)] if fkeys else tvals
         now = time.perf_counter()
         batches = self._batches()
         rate = (batches - self._batches_mark) * self.cfg.batch_size / max(now - self._t_mark, 1e-9)
-        steps_rate = len(self.pending) / max(now - self._t_mark, 1e-9)
+        steps_rate = len(steps) / max(now - self._t_mark, 1e-9)
         data_wait = (self.stream.wait_s - self._wait_mark) / max(now - self._t_mark, 1e-9)  # share of the wall time
         self._t_mark, self._batches_mark, self._wait_mark = now, batches, self.stream.wait_s
-        bad = None
-        for (step, _), row in zip(self.pending, table):
-            values = dict(zip(keys, row))
-            if step > self.skip_through:
-                self.tracker.log_metrics(step, values)
-            if bad is None and not all(math.isfinite(v) for k, v in values.items() if k.startswith("loss")):
-                bad = (step, {k: v for k, v in values.items() if not math.isfinite(v)})
-                break
+        losses = [i for i, k in enumerate(keys) if k.startswith("loss")]
+        bad = next((i for i, row in enumerate(table) if not all(math.isfinite(row[j]) for j in losses)), None)
+        good = len(table) if bad is None else bad + 1  # the steps up to the first non-finite one are stored
+        first = next((i for i, step in enumerate(steps) if step > self.skip_through), good)
+        self.tracker.log_rows(keys, steps[first:good], table[first:good])
+        values = dict(zip(keys, table[good - 1]))
+        if bad is not None:
+            bad = (steps[bad], {k: v for k, v in values.items() if not math.isfinite(v)})
         last_step = self.pending[-1][0]
         self.pending.clear()
         if bad is not None:

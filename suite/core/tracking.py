@@ -359,6 +359,13 @@ class Tracker:
         if len(self._buffer) >= MAX_BUFFER:
             self.flush()
 
+    def log_rows(self, keys: list[str], steps: list[int], rows: list[list[float]]) -> None:
+        """One row of values per step (a flush of the training loop's buffer), with one timestamp."""
+        ts = int(time.time() * 1000)
+        self._buffer.extend((k, v, ts, step) for step, row in zip(steps, rows) for k, v in zip(keys, row))
+        if len(self._buffer) >= MAX_BUFFER:
+            self.flush()
+
     def watch_system(self) -> None:
         """MLflow's own system metrics (CPU, memory, disk, network; GPU where pynvml finds one)
         under system/ every SYSTEM_METRICS_S, continuing their steps on resume."""
@@ -470,4 +477,4 @@ class Follower:
         return None
 
     acquire = renew = release = mark_running = watch_system = start_writer = flush = _nothing
-    set_tags = log_metrics = log_image = log_text = log_artifact = finish = _nothing
+    set_tags = log_metrics = log_rows = log_image = log_text = log_artifact = finish = _nothing

@@ -11,9 +11,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from recipes import registry
 from suite import harness, run_setup
+from suite.data import DataInfo
 from suite.core.tracking import Tracker
-from tests.benchmarks.conftest import RESULTS, check, goal, record
+from tests.benchmarks.conftest import EXTRA, RESULTS, check, goal, record
 
 STEPS = {"dcgan": 40, "wgan": 12, "gan": 150}
 RECIPES = {"dcgan": ("dcgan_fashion", {}), "wgan": ("wgan_fashion", {}), "gan": ("gan_fashion", {})}
@@ -131,3 +133,66 @@ def test_step(benchmark, fam, suite_home):
     RESULTS[f"step_{fam}"]["baseline"] = min(bare_times)
     s.tracker.finish()
     check(f"step_{fam}")
+
+
+# --------------------------------------------------------------------------- the harness alone
+
+NULL_STEPS = 1000
+goal("null_step", "max", 0.01, "the harness's own cost per step (a trainer whose step does nothing) / one bare "
+     "DCGAN 64x64 step")
+
+
+def test_null_step(benchmark, suite_home):
+    """What the training thread does around every step (stop check, metric buffer, a flush per 25
+    steps with its one host copy, progress, cadence checks), with a train_step that returns at once.
+    Grids and checkpoints (every sample_every / checkpoint_every steps) are not per-step work and are
+    left out; so is the metric writer's storing, done by its own process while training goes on."""
+    recipe = "dcgan_fashion"
+    cfg = run_setup.resolve_config(recipe, {"sample_every": 10**6, "checkpoint_every": 10**6}, max_steps=10**7)
+    p = run_setup.prepare(recipe, cfg)
+    trainer = run_setup.build_trainer(p)
+    out = {"loss/d": torch.tensor(0.7), "loss/g": torch.tensor(1.3), "d_real": torch.tensor(0.6)}
+    trainer.train_step = lambda next_batch: out
+    s = harness.Session(p, trainer, run_setup.make_stream(p), Tracker.create("bench_null", "bench", {}, {}, {}), None,
+                        progress=False)
+    s.run(until=s.trainer.step + 5)
+
+    def steps():
+        s.run(until=s.trainer.step + NULL_STEPS)
+        s.flush()
+
+    def stored():  # untimed: the previous round's values are in the store before the next round
+        s.tracker.flush(wait=True)
+        return (), {}
+
+    benchmark.pedantic(steps, setup=stored, rounds=5, iterations=1)
+    per_step = benchmark.stats.stats.min / NULL_STEPS
+    RESULTS.setdefault("null_step", {})["ours"] = per_step
+    EXTRA["null_step"] = f"{per_step * 1e6:.0f} us per step (a 1 ms GPU step: {per_step / 1e-3:.1%})"
+    s.tracker.finish()
+
+
+def test_null_step_baseline(benchmark):
+    """One step of the bare tutorial loop on dcgan_lsun's networks (64x64, batch 128), random data."""
+    cfg = run_setup.resolve_config("dcgan_lsun", {})
+    torch.manual_seed(0)
+    t = registry.family("dcgan").trainer(cfg, DataInfo("random", "image", (3, 64, 64), 1280, 10), torch.device("cpu"))
+    G, D, opt_g, opt_d = t.G, t.D, t.opt_g, t.opt_d
+    real = torch.rand(cfg.batch_size, 3, 64, 64) * 2 - 1
+
+    def step():
+        fake = G(torch.randn(cfg.batch_size, cfg.nz, 1, 1))
+        opt_d.zero_grad()
+        out_r, out_f = D(real), D(fake.detach())
+        (F.binary_cross_entropy_with_logits(out_r, torch.ones_like(out_r)) +
+         F.binary_cross_entropy_with_logits(out_f, torch.zeros_like(out_f))).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        out = D(fake)
+        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+        opt_g.step()
+
+    step()
+    benchmark.pedantic(step, rounds=3, iterations=1)
+    record("null_step", "baseline", benchmark)
+    check("null_step")
