@@ -467,10 +467,14 @@ def finalize(study, b: BenchmarkSpec) -> dict:
         expected = {label: max([r["seeds"] for r in done if label in r["trained"]], default=0) for label in b.specs}
     missing = [f"{label} seed {s}" for label in b.specs for s in range(expected[label])
                if s not in results.get(label, {})]
+    tried = _by_cell(study)
+    why = {f"{spec} seed {seed}": reasons[-1] for (spec, seed), ts in tried.items()
+           if (reasons := [t.user_attrs["reason"] for t in ts if t.user_attrs.get("reason")])}
     board = leaderboard.leaderboard(b.specs, datasets(b), results)
     design = b.design()
     out = {"benchmark": b.name, "test": design.method(b.test), "interval": seeds.INTERVAL, "power": power_note(b),
-           "rows": board["rows"], "comparisons": [], "missing": missing, "parent_run_id": parent.run_id,
+           "rows": board["rows"], "comparisons": [], "missing": missing,
+           "failures": {cell: why[cell] for cell in missing if cell in why}, "parent_run_id": parent.run_id,
            "primaries": board["primaries"], "design": {"kind": "sequential" if b.until_decided else "fixed",
                                                        "looks": design.looks(), "alpha": design.alpha,
                                                        "margins": b.margins},

@@ -28,7 +28,7 @@ from reports import benchmark as bench_report
 from reports import build
 from suite import api, benchmark, catalog, commands, data, launch, run_setup, summary, ui
 from suite.core import jsonout, ranks, signals, tracking
-from suite.core.errors import ConfigError, RankLost, Stopped, SuiteError, disk_full, out_of_memory
+from suite.core.errors import CellsMissing, ConfigError, RankLost, Stopped, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 from suite.tune import spec as tune_spec
 from suite.tune import study as tune
@@ -182,6 +182,12 @@ def cmd_benchmark(args) -> int:
                         until_decided=args.until_decided, max_seeds=args.max_seeds, min_seeds=args.min_seeds,
                         batch=args.batch, margins=parse_margins(args.margin)).raw
     print(jsonout.dumps(out) if args.json else bench_report.as_text(out))
+    if out["missing"]:  # the board above covers the rest; the same command trains only these again
+        first = next(iter(out["failures"].items()), None)
+        raise CellsMissing(f"benchmark {out['benchmark']}: {len(out['missing'])} cell(s) have no result "
+                            f"({', '.join(out['missing'][:3])}{', ...' if len(out['missing']) > 3 else ''})"
+                            + (f"; {first[0]}: {first[1]}" if first else "")
+                            + "; the same command trains them again")
     return 0
 
 

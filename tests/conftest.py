@@ -40,3 +40,20 @@ def mlflow_client(suite_home):
 
     return MlflowClient(tracking_uri=paths.tracking_uri())
 
+
+
+@pytest.fixture
+def registries():
+    """What a test's plugins register is gone after it: every registry as it was."""
+    from evaluation import features
+    from evaluation import metrics as metric_table
+    from recipes import registry
+    from suite import data, plugins
+
+    tables = [registry.FAMILIES, registry.RECIPES, metric_table.METRICS, features.EXTRACTORS, data.DATASETS,
+              plugins.LOADED, plugins.MODULES]
+    saved = [dict(t) for t in tables]
+    yield
+    for table, before in zip(tables, saved):
+        table.clear()
+        table.update(before)

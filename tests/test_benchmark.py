@@ -260,6 +260,46 @@ def test_two_hosts_share_a_postgres_benchmark(tmp_path):
         assert len(child_runs(client, outs[0]["parent_run_id"])) == 6
 
 
+BOOM = """
+from dataclasses import dataclass
+
+from recipes import register_family, register_recipe
+from recipes import gan
+
+
+@dataclass
+class Config(gan.Config):
+    family: str = "boom"
+
+
+class Boom(gan.GANTrainer):
+    def train_step(self, next_batch):
+        if self.cfg.seed == 1:
+            raise RuntimeError("boom at seed 1")
+        return super().train_step(next_batch)
+
+
+register_family("boom", Config, Boom)
+register_recipe("boom_ring8", "boom", "ring8", "a family that breaks on seed 1", {"output_activation": "none"}, True)
+"""
+
+
+def test_a_benchmark_with_failed_cells_prints_its_board_and_exits_non_zero(tmp_path, suite_home, mlflow_client,
+                                                                          registries):
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(BOOM)
+    proc = run_main("benchmark", "boom_ring8", "--seeds", "2", "--max-steps", "2", "--set", "eval_n=200",
+                    "--plugin", str(plugin), "--json")
+    assert proc.returncode == 1, proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "1 cell(s) have no result (boom_ring8 seed 1)" in errors[0], proc.stderr
+    assert "RuntimeError: boom at seed 1" in errors[0] and "the same command trains them again" in errors[0]
+    out = json.loads(proc.stdout)  # the board of the cells that did train is still printed
+    assert out["missing"] == ["boom_ring8 seed 1"] and [r["n"] for r in out["rows"]][0] == 1
+    assert out["failures"] == {"boom_ring8 seed 1": "RuntimeError: boom at seed 1"}
+    assert mlflow_client.get_run(out["parent_run_id"]).info.status == "FAILED"
+
+
 def test_random_search_draws_the_same_learning_rates_for_every_spec_at_one_trial():
     b = benchmark.BenchmarkSpec(RING, trials=4)
     cells = benchmark.cells(b)

@@ -17,25 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import features
 from evaluation import metrics as metric_table
 from recipes import registry
 from suite import data, plugins
 from tests.helpers import ROOT, TINY_DC, assert_one_line_error, run_main, sets
 
 EXAMPLES = ROOT / "examples" / "plugins"
-
-
-@pytest.fixture
-def registries():
-    """What a test's plugins register is gone after it: every registry as it was."""
-    tables = [registry.FAMILIES, registry.RECIPES, metric_table.METRICS, features.EXTRACTORS, data.DATASETS,
-              plugins.LOADED, plugins.MODULES]
-    saved = [dict(t) for t in tables]
-    yield
-    for table, before in zip(tables, saved):
-        table.clear()
-        table.update(before)
 
 
 def docs_plugin() -> str:

@@ -253,6 +253,11 @@ def reference(tmp_path_factory):
     return weights, metrics
 
 
+def trained(metrics) -> set[str]:
+    """The keys a training run determines: MLflow's system/ samples come every 10 s of wall clock."""
+    return {k for k in metrics if not k.startswith("system/")}
+
+
 def _in_final_evaluation(client, run_id):
     return last_step(client, run_id) >= 100  # every loss is stored before the final evaluation starts
 
@@ -303,8 +308,10 @@ def test_a_stopped_run_is_killed_resumable_and_ends_bit_exact(suite_home, mlflow
     weights_ref, metrics_ref = reference
     weights = checkpoint.load(paths.run_dir(run_id) / "checkpoints" / "generator.pt")["generator"]
     assert all(torch.equal(weights_ref["G"][k], weights["G"][k]) for k in weights_ref["G"])
-    assert set(run.data.metrics) == set(metrics_ref)  # the final evaluation's metrics are all there
+    assert trained(run.data.metrics) == trained(metrics_ref)  # the final evaluation's metrics are all there
     for key, ref in metrics_ref.items():
+        if key not in trained(metrics_ref):
+            continue
         hist = mlflow_client.get_metric_history(run_id, key)
         if key.startswith("lr/"):  # logged at each flush, and a resumed run flushes at other steps
             assert {m.value for m in hist} == set(ref.values())
@@ -448,8 +455,8 @@ def test_a_run_killed_during_its_final_evaluation_resumes_with_all_its_final_met
     run = mlflow_client.get_run(run_id)
     assert run.info.status == "FINISHED"
     _, metrics_ref = reference
-    assert set(run.data.metrics) == set(metrics_ref)  # KID, precision/recall, memorization: all of them
-    for key in metrics_ref:
+    assert trained(run.data.metrics) == trained(metrics_ref)  # KID, precision/recall, memorization: all of them
+    for key in trained(metrics_ref):
         if not key.startswith(("perf/", "lr/")):
             assert sorted(m.step for m in mlflow_client.get_metric_history(run_id, key)) == sorted(metrics_ref[key])
 

@@ -63,6 +63,13 @@ class RankLost(SuiteError):
     exit_code = 1
 
 
+class CellsMissing(SuiteError):
+    """A benchmark ended with cells that failed: its board covers the others (parent run FAILED);
+    the same command trains only the missing cells again."""
+
+    exit_code = 1
+
+
 class DiskFull(SuiteError):
     """No space left where a checkpoint, artifact or the store is written: the run is FAILED with
     this reason, half-written files removed, resumable once space is freed."""

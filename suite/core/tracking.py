@@ -240,7 +240,8 @@ class Tracker:
 
         c = client()
         exp_id = experiment_id(c, experiment)
-        all_tags = {**environment_tags(), **tags}
+        # str: the REST store (a tracking server) refuses any other type, where sqlite would convert
+        all_tags = {k: str(v) for k, v in {**environment_tags(), **tags}.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = c.create_run(exp_id, run_name=run_name, tags=all_tags)
