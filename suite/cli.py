@@ -223,7 +223,8 @@ def cmd_bench(args) -> int:
     if not (root / "tests" / "benchmarks").is_dir():
         raise ConfigError(f"no tests/benchmarks under {root}: benchmarks run from a source checkout of the suite")
     cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "-o", "python_files=bench_*.py", "--benchmark-only",
-           "--benchmark-autosave", "--benchmark-columns=min,median,rounds", "-p", "no:cacheprovider"]
+           "--benchmark-autosave", "--benchmark-columns=min,median,rounds", "-p", "no:cacheprovider",
+           "-p", "no:xdist"]  # one process: a ratio is timed against its baseline on a quiet machine
     if args.k:
         cmd += ["-k", args.k]
     if args.compare is not None:

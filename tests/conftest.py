@@ -10,9 +10,12 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory):
-    """Domain classifiers and reference statistics are cached once per test session
-    (or in $SUITE_TEST_CACHE, to keep them between local runs)."""
-    path = os.environ.get("SUITE_TEST_CACHE") or str(tmp_path_factory.mktemp("suite_cache"))
+    """Domain classifiers and reference statistics are cached once per test session, shared by
+    its xdist workers (or in $SUITE_TEST_CACHE, to keep them between local runs)."""
+    path = os.environ.get("SUITE_TEST_CACHE")
+    if not path and os.environ.get("PYTEST_XDIST_WORKER"):  # one cache for all workers of this session: its
+        path = str(tmp_path_factory.getbasetemp().parent / "suite_cache")  # writes are atomic, training is locked
+    path = path or str(tmp_path_factory.mktemp("suite_cache"))
     old = os.environ.get("SUITE_CACHE")
     os.environ["SUITE_CACHE"] = path
     yield Path(path)

@@ -36,6 +36,7 @@ def main(run_id: str) -> int:
     signals.ignore_stops()  # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
     quiet_mlflow()
     client = MlflowClient(tracking_uri=paths.tracking_uri())
+    print("ready", flush=True)  # the trainer sends batches only from now on (it stores them itself before)
     error = None
     pending: list = []
 
@@ -72,6 +73,28 @@ def writer_timeout() -> float:
 
 def _write_failed(why: str) -> TrackingError:
     return TrackingError(f"logging metrics to {paths.shown_uri()} failed: {why}")
+
+
+def write_here(client, run_id: str, lines: list[bytes], timeout: float) -> str | None:
+    """Store JSON-line batches from this process, in a thread joined with a bound: "ok", the
+    error's first line, or None when the store did not answer within `timeout`."""
+    from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; loaded already where this runs
+
+    rows = [m for line in lines for m in json.loads(line)]
+    result: list[str] = []
+
+    def store():
+        try:
+            for i in range(0, len(rows), MAX_BATCH):
+                client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in rows[i : i + MAX_BATCH]])
+            result.append("ok")
+        except Exception as e:  # noqa: BLE001 - the caller reports it
+            result.append(str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+
+    thread = threading.Thread(target=store, daemon=True, name=f"suite-metrics-{run_id[:8]}")
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else None
 
 
 class ThreadWriter(threading.Thread):
@@ -127,12 +150,17 @@ class ProcessWriter:
     need no `if __name__ == "__main__"` guard. The pipe is non-blocking, so a step never waits on
     a writer that is slow or frozen (what the pipe cannot take now is kept and sent later), and a
     drain waits at most `writer_timeout()`. What was sent since the last acknowledged drain is
-    kept, so a writer that dies or freezes is replaced once and nothing is lost."""
+    kept, so a writer that dies or freezes is replaced once and nothing is lost.
 
-    def __init__(self, run_id: str):
-        self.run_id = run_id
+    The helper takes ~2.5 s to import MLflow. Until it says "ready", batches stay here, and a
+    drain of the run's first writer stores them from this process (a short run never waits for
+    the import); a replacement writer is waited for, so one that never answers fails the drain."""
+
+    def __init__(self, run_id: str, client):
+        self.run_id, self.client = run_id, client
         self.unacked: list[bytes] = []
         self.closed = False
+        self.first = True  # the run's first writer, started with the run
         self._start()
 
     def _start(self) -> None:
@@ -141,6 +169,17 @@ class ProcessWriter:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, **signals.child_options())
         os.set_blocking(self.proc.stdin.fileno(), False)
         self.pending = b""  # written, but not yet taken by the pipe
+        self.ready, self.started = False, time.monotonic()
+
+    def _is_ready(self, wait: float = 0.0) -> bool:
+        """Has the helper said "ready" (within `wait` seconds)? Then it gets every batch not yet
+        acknowledged."""
+        if not self.ready and select.select([self.proc.stdout], [], [], wait)[0]:
+            if self.proc.stdout.readline().strip() == b"ready":
+                self.ready = True
+                self.pending = b"".join(self.unacked)
+                self._send()
+        return self.ready
 
     def _send(self, deadline: float | None = None) -> bool:
         """Put pending bytes into the pipe: what it takes now, or (with a deadline) all of them
@@ -160,12 +199,18 @@ class ProcessWriter:
     def put(self, chunk: list[tuple]) -> None:
         line = (json.dumps(chunk) + "\n").encode()
         self.unacked.append(line)
-        self.pending += line
-        self._send()
+        if self._is_ready():
+            self.pending += line
+            self._send()
 
     def _drain_once(self, timeout: float) -> str | None:
         """The writer's reply to `drain`; None if it gave none within the timeout."""
         deadline = time.monotonic() + timeout
+        if not self._is_ready():
+            if self.first and self.proc.poll() is None and time.monotonic() - self.started < timeout:
+                return write_here(self.client, self.run_id, self.unacked, timeout)
+            if not self._is_ready(max(0.0, deadline - time.monotonic())):
+                return None if self.proc.poll() is None else f"the metric writer process exited ({self.proc.wait()})"
         self.pending += b"drain\n"
         if not self._send(deadline):
             return None if self.proc.poll() is None else f"the metric writer process exited ({self.proc.wait()})"
@@ -176,11 +221,11 @@ class ProcessWriter:
     def drain(self) -> None:
         timeout = writer_timeout()
         reply = self._drain_once(timeout)
-        if reply is None or self.proc.poll() is not None:  # frozen (killed here) or dead
+        if reply is None or (reply != "ok" and self.proc.poll() is not None):  # frozen (killed here) or dead
             self.proc.kill()
             self.proc.wait()
-            self._start()  # a new writer gets everything not yet acknowledged (a batch stored twice
-            self.pending = b"".join(self.unacked)  # by a writer that died mid-drain is the rare price)
+            self.first = False  # a new writer gets everything not yet acknowledged once ready (a batch
+            self._start()  # stored twice by a writer that died mid-drain is the rare price)
             reply = self._drain_once(timeout)
             if reply is None:
                 self.proc.kill()
@@ -193,6 +238,13 @@ class ProcessWriter:
     def stop(self) -> None:
         if not self.closed:
             self.closed = True
+            if not self.unacked:  # everything stored and acknowledged: no need to wait ~1 s for its exit
+                self.proc.kill()
+                self.proc.wait()
+                return
+            if not self.ready:  # it gets what it has not yet been sent (stored once it is ready)
+                self.pending = b"".join(self.unacked)
+                self._send(time.monotonic() + 5)
             try:
                 self.proc.stdin.close()
             except OSError:

@@ -392,7 +392,7 @@ class Tracker:
         if self._writer is None:
             mode = os.environ.get("SUITE_METRIC_WRITER") or (
                 "thread" if paths.tracking_uri().startswith(("http://", "https://")) else "process")
-            self._writer = ProcessWriter(self.run_id) if mode == "process" else ThreadWriter(self.client, self.run_id)
+            self._writer = ProcessWriter(self.run_id, self.client) if mode == "process" else ThreadWriter(self.client, self.run_id)
 
     def flush(self, wait: bool = False) -> None:
         """Hand buffered metrics to the background writer; `wait` until they are stored."""
