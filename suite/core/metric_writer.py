@@ -181,6 +181,14 @@ class ProcessWriter:
                 self._send()
         return self.ready
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until the helper says "ready" (False: it did not within `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while not self._is_ready(max(0.0, deadline - time.monotonic())):
+            if time.monotonic() >= deadline or self.proc.poll() is not None:
+                return False
+        return True
+
     def _send(self, deadline: float | None = None) -> bool:
         """Put pending bytes into the pipe: what it takes now, or (with a deadline) all of them
         by then. False when the writer's end is gone or the deadline passed."""

@@ -21,7 +21,7 @@ import numpy as np
 import suite
 from suite.core import paths
 from suite.core.errors import TrackingError
-from suite.core.metric_writer import ProcessWriter, ThreadWriter, quiet_mlflow
+from suite.core.metric_writer import ProcessWriter, ThreadWriter, quiet_mlflow, writer_timeout
 
 MAX_BUFFER = 1000  # MLflow's log_batch limit on metrics per call
 LEASE_TAG = "suite.writer"  # "HOST PID:START EXPIRES": who trains the run, until when
@@ -385,14 +385,18 @@ class Tracker:
             stopping.join(SYSTEM_STOP_S)
             self._system = None
 
-    def start_writer(self) -> None:
+    def start_writer(self, wait: bool = False) -> None:
         """Start the background metric writer now (a training run does, so it is warm by the
         first flush): a separate process for a local SQLite store, whose per-value ORM work
-        would otherwise hold this process's GIL, a thread for a tracking server."""
+        would otherwise hold this process's GIL, a thread for a tracking server. `wait`: until the
+        helper process has MLflow loaded (what `suite bench` times is the writer, not its import)."""
         if self._writer is None:
             mode = os.environ.get("SUITE_METRIC_WRITER") or (
                 "thread" if paths.tracking_uri().startswith(("http://", "https://")) else "process")
             self._writer = ProcessWriter(self.run_id, self.client) if mode == "process" else ThreadWriter(self.client, self.run_id)
+        if wait and isinstance(self._writer, ProcessWriter) and not self._writer.wait_ready(writer_timeout()):
+            raise TrackingError("the metric writer process did not start within "
+                                f"{writer_timeout():.0f} s (SUITE_WRITER_TIMEOUT_S)")
 
     def flush(self, wait: bool = False) -> None:
         """Hand buffered metrics to the background writer; `wait` until they are stored."""

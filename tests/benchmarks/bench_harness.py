@@ -113,7 +113,8 @@ def test_step(benchmark, fam, suite_home):
     loop = bare(fam)
     loop()  # warm-up
     s = session(fam)
-    s.run(until=s.trainer.step + 5)  # warm-up, and the metric writer process is up
+    s.tracker.start_writer(wait=True)  # the metric writer process is up, as a few seconds into a run
+    s.run(until=s.trainer.step + 5)  # warm-up
     s.tracker.flush(wait=True)
     bare_times = []
 
@@ -155,6 +156,7 @@ def test_null_step(benchmark, suite_home):
     trainer.train_step = lambda next_batch: out
     s = harness.Session(p, trainer, run_setup.make_stream(p), Tracker.create("bench_null", "bench", {}, {}, {}), None,
                         progress=False)
+    s.tracker.start_writer(wait=True)
     s.run(until=s.trainer.step + 5)
 
     def steps():

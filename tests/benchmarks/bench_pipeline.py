@@ -36,7 +36,7 @@ def test_dcgan_step(benchmark, dcgan_fashion):
 
 def test_log_one_step(benchmark, suite_home):
     tracker = Tracker.create("bench_log", "bench", {}, {}, {})
-    tracker.start_writer()
+    tracker.start_writer(wait=True)
     step = iter(range(10**9))
     benchmark.pedantic(lambda: tracker.log_metrics(next(step), VALUES), rounds=200, iterations=10)
     record("log_step", "ours", benchmark)
@@ -54,8 +54,7 @@ def test_log_10k_suite(benchmark, suite_home):
 
     def setup():
         t = Tracker.create("bench_log", "bench", {}, {}, {})
-        t.start_writer()
-        t.flush(wait=True)  # the writer process is up (in training it starts with the run)
+        t.start_writer(wait=True)  # the writer process is up (in training it starts with the run)
         return (t,), {}
 
     benchmark.pedantic(log_all, setup=setup, rounds=3, iterations=1)
