@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from suite.core import signals
+from suite.core.errors import RankLost
 from suite.core.tracking import Tracker, get_run
 
 SHUTDOWN_S = 120  # the agent's wait for ranks stopping politely (checkpoint, MLflow) before SIGKILL
@@ -73,8 +75,12 @@ def main(argv: list[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "suite", *rest)
     except ChildFailedError as e:
-        first = e.failures.get(0) or e.failures[min(e.failures)]
-        return first.exitcode if first.exitcode > 0 else 128 - first.exitcode
+        codes = {rank: f.exitcode if f.exitcode > 0 else 128 - f.exitcode for rank, f in e.failures.items()}
+        lead = codes.get(0, codes[min(codes)])
+        stops = {signals.exit_code(getattr(signal, name)) for name in STOP_SIGNALS.split(",")}
+        if lead in stops and any(code not in stops for rank, code in codes.items() if rank != 0):
+            return RankLost.exit_code  # rank 0 was ended by the agent because another rank died first
+        return lead
     except SignalException as e:
         return 128 + e.sigval
     return 0

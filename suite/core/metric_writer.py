@@ -66,6 +66,12 @@ def main(run_id: str) -> int:
     return 0
 
 
+def start_after() -> float:
+    """Seconds into a run before its helper process starts (SUITE_WRITER_START_S, default 5): a
+    shorter run stores its few batches itself and never pays the helper's ~2.5 s MLflow import."""
+    return float(os.environ.get("SUITE_WRITER_START_S") or 5)
+
+
 def writer_timeout() -> float:
     """How long a drain waits for the writer (seconds): SUITE_WRITER_TIMEOUT_S, default 120."""
     return float(os.environ.get("SUITE_WRITER_TIMEOUT_S") or 120)
@@ -152,16 +158,23 @@ class ProcessWriter:
     drain waits at most `writer_timeout()`. What was sent since the last acknowledged drain is
     kept, so a writer that dies or freezes is replaced once and nothing is lost.
 
-    The helper takes ~2.5 s to import MLflow. Until it says "ready", batches stay here, and a
-    drain of the run's first writer stores them from this process (a short run never waits for
-    the import); a replacement writer is waited for, so one that never answers fails the drain."""
+    The helper starts `start_after()` seconds into the run and takes ~2.5 s to import MLflow.
+    Until it says "ready", batches stay here, and a drain of the run's first writer stores them
+    from this process (a short run never waits for the import); a replacement writer is waited
+    for, so one that never answers fails the drain."""
 
     def __init__(self, run_id: str, client):
         self.run_id, self.client = run_id, client
         self.unacked: list[bytes] = []
         self.closed = False
-        self.first = True  # the run's first writer, started with the run
-        self._start()
+        self.first = True  # the run's first writer
+        self.proc, self.ready, self.pending = None, False, b""
+        self.created, self.delay = time.monotonic(), start_after()
+        self._start_due()
+
+    def _start_due(self) -> None:
+        if self.proc is None and time.monotonic() - self.created >= self.delay:
+            self._start()
 
     def _start(self) -> None:
         # The store's URI reaches it through the environment it inherits: argv would show a password.
@@ -174,6 +187,8 @@ class ProcessWriter:
     def _is_ready(self, wait: float = 0.0) -> bool:
         """Has the helper said "ready" (within `wait` seconds)? Then it gets every batch not yet
         acknowledged."""
+        if self.proc is None:
+            return False
         if not self.ready and select.select([self.proc.stdout], [], [], wait)[0]:
             if self.proc.stdout.readline().strip() == b"ready":
                 self.ready = True
@@ -184,6 +199,8 @@ class ProcessWriter:
     def wait_ready(self, timeout: float) -> bool:
         """Block until the helper says "ready" (False: it did not within `timeout`)."""
         deadline = time.monotonic() + timeout
+        if self.proc is None:
+            self._start()
         while not self._is_ready(max(0.0, deadline - time.monotonic())):
             if time.monotonic() >= deadline or self.proc.poll() is not None:
                 return False
@@ -207,6 +224,7 @@ class ProcessWriter:
     def put(self, chunk: list[tuple]) -> None:
         line = (json.dumps(chunk) + "\n").encode()
         self.unacked.append(line)
+        self._start_due()
         if self._is_ready():
             self.pending += line
             self._send()
@@ -215,7 +233,8 @@ class ProcessWriter:
         """The writer's reply to `drain`; None if it gave none within the timeout."""
         deadline = time.monotonic() + timeout
         if not self._is_ready():
-            if self.first and self.proc.poll() is None and time.monotonic() - self.started < timeout:
+            if self.first and (self.proc is None or (self.proc.poll() is None
+                                                     and time.monotonic() - self.started < timeout)):
                 return write_here(self.client, self.run_id, self.unacked, timeout)
             if not self._is_ready(max(0.0, deadline - time.monotonic())):
                 return None if self.proc.poll() is None else f"the metric writer process exited ({self.proc.wait()})"
@@ -229,9 +248,10 @@ class ProcessWriter:
     def drain(self) -> None:
         timeout = writer_timeout()
         reply = self._drain_once(timeout)
-        if reply is None or (reply != "ok" and self.proc.poll() is not None):  # frozen (killed here) or dead
-            self.proc.kill()
-            self.proc.wait()
+        if reply is None or (reply != "ok" and self.proc is not None and self.proc.poll() is not None):
+            if self.proc is not None:  # frozen (killed here) or dead
+                self.proc.kill()
+                self.proc.wait()
             self.first = False  # a new writer gets everything not yet acknowledged once ready (a batch
             self._start()  # stored twice by a writer that died mid-drain is the rare price)
             reply = self._drain_once(timeout)
@@ -246,6 +266,10 @@ class ProcessWriter:
     def stop(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.proc is None:  # never started: what is left is stored here
+                if self.unacked:
+                    write_here(self.client, self.run_id, self.unacked, writer_timeout())
+                return
             if not self.unacked:  # everything stored and acknowledged: no need to wait ~1 s for its exit
                 self.proc.kill()
                 self.proc.wait()
