@@ -30,7 +30,6 @@ def quiet_mlflow() -> None:
 
 
 def main(run_id: str) -> int:
-    from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; only the helper process pays it here
     from mlflow.tracking import MlflowClient  # (the same)
 
     signals.ignore_stops()  # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
@@ -42,10 +41,9 @@ def main(run_id: str) -> int:
 
     def write():
         nonlocal error, pending
-        while pending and error is None:
-            chunk, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
+        if pending and error is None:
             try:
-                client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in chunk])
+                store(client, run_id, pending)
             except Exception as e:  # noqa: BLE001 - reported at the next drain
                 error = e
         pending = []
@@ -66,13 +64,6 @@ def main(run_id: str) -> int:
     return 0
 
 
-def start_after() -> float:
-    """Seconds into a run before its helper process starts (SUITE_WRITER_START_S, default 0: with
-    the run, so live values reach the MLflow UI ~2.5 s in; a later start spares short runs the
-    helper's MLflow import but shows the first values only after it)."""
-    return float(os.environ.get("SUITE_WRITER_START_S") or 0)
-
-
 def writer_timeout() -> float:
     """How long a drain waits for the writer (seconds): SUITE_WRITER_TIMEOUT_S, default 120."""
     return float(os.environ.get("SUITE_WRITER_TIMEOUT_S") or 120)
@@ -82,23 +73,28 @@ def _write_failed(why: str) -> TrackingError:
     return TrackingError(f"logging metrics to {paths.shown_uri()} failed: {why}")
 
 
+def store(client, run_id: str, rows: list) -> None:
+    """(key, value, timestamp, step) rows into the run, MAX_BATCH per log_batch."""
+    from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; loaded already where this runs
+
+    for i in range(0, len(rows), MAX_BATCH):
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in rows[i : i + MAX_BATCH]])
+
+
 def write_here(client, run_id: str, lines: list[bytes], timeout: float) -> str | None:
     """Store JSON-line batches from this process, in a thread joined with a bound: "ok", the
     error's first line, or None when the store did not answer within `timeout`."""
-    from mlflow.entities import Metric  # heavy: mlflow takes ~1 s to import; loaded already where this runs
-
     rows = [m for line in lines for m in json.loads(line)]
     result: list[str] = []
 
-    def store():
+    def go():
         try:
-            for i in range(0, len(rows), MAX_BATCH):
-                client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in rows[i : i + MAX_BATCH]])
+            store(client, run_id, rows)
             result.append("ok")
         except Exception as e:  # noqa: BLE001 - the caller reports it
             result.append(str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
 
-    thread = threading.Thread(target=store, daemon=True, name=f"suite-metrics-{run_id[:8]}")
+    thread = threading.Thread(target=go, daemon=True, name=f"suite-metrics-{run_id[:8]}")
     thread.start()
     thread.join(timeout)
     return result[0] if result else None
@@ -159,7 +155,7 @@ class ProcessWriter:
     drain waits at most `writer_timeout()`. What was sent since the last acknowledged drain is
     kept, so a writer that dies or freezes is replaced once and nothing is lost.
 
-    The helper starts `start_after()` seconds into the run and takes ~2.5 s to import MLflow.
+    The helper starts with the run and takes ~2.5 s to import MLflow.
     Until it says "ready", batches stay here, and a drain of the run's first writer stores them
     from this process (a short run never waits for the import); a replacement writer is waited
     for, so one that never answers fails the drain."""
@@ -169,13 +165,7 @@ class ProcessWriter:
         self.unacked: list[bytes] = []
         self.closed = False
         self.first = True  # the run's first writer
-        self.proc, self.ready, self.pending = None, False, b""
-        self.created, self.delay = time.monotonic(), start_after()
-        self._start_due()
-
-    def _start_due(self) -> None:
-        if self.proc is None and time.monotonic() - self.created >= self.delay:
-            self._start()
+        self._start()
 
     def _start(self) -> None:
         # The store's URI reaches it through the environment it inherits: argv would show a password.
@@ -188,8 +178,6 @@ class ProcessWriter:
     def _is_ready(self, wait: float = 0.0) -> bool:
         """Has the helper said "ready" (within `wait` seconds)? Then it gets every batch not yet
         acknowledged."""
-        if self.proc is None:
-            return False
         if not self.ready and select.select([self.proc.stdout], [], [], wait)[0]:
             if self.proc.stdout.readline().strip() == b"ready":
                 self.ready = True
@@ -200,8 +188,6 @@ class ProcessWriter:
     def wait_ready(self, timeout: float) -> bool:
         """Block until the helper says "ready" (False: it did not within `timeout`)."""
         deadline = time.monotonic() + timeout
-        if self.proc is None:
-            self._start()
         while not self._is_ready(max(0.0, deadline - time.monotonic())):
             if time.monotonic() >= deadline or self.proc.poll() is not None:
                 return False
@@ -225,7 +211,6 @@ class ProcessWriter:
     def put(self, chunk: list[tuple]) -> None:
         line = (json.dumps(chunk) + "\n").encode()
         self.unacked.append(line)
-        self._start_due()
         if self._is_ready():
             self.pending += line
             self._send()
@@ -234,8 +219,7 @@ class ProcessWriter:
         """The writer's reply to `drain`; None if it gave none within the timeout."""
         deadline = time.monotonic() + timeout
         if not self._is_ready():
-            if self.first and (self.proc is None or (self.proc.poll() is None
-                                                     and time.monotonic() - self.started < timeout)):
+            if self.first and self.proc.poll() is None and time.monotonic() - self.started < timeout:
                 return write_here(self.client, self.run_id, self.unacked, timeout)
             if not self._is_ready(max(0.0, deadline - time.monotonic())):
                 return None if self.proc.poll() is None else f"the metric writer process exited ({self.proc.wait()})"
@@ -249,10 +233,9 @@ class ProcessWriter:
     def drain(self) -> None:
         timeout = writer_timeout()
         reply = self._drain_once(timeout)
-        if reply is None or (reply != "ok" and self.proc is not None and self.proc.poll() is not None):
-            if self.proc is not None:  # frozen (killed here) or dead
-                self.proc.kill()
-                self.proc.wait()
+        if reply is None or (reply != "ok" and self.proc.poll() is not None):  # frozen (killed here) or dead
+            self.proc.kill()
+            self.proc.wait()
             self.first = False  # a new writer gets everything not yet acknowledged once ready (a batch
             self._start()  # stored twice by a writer that died mid-drain is the rare price)
             reply = self._drain_once(timeout)
@@ -267,10 +250,6 @@ class ProcessWriter:
     def stop(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.proc is None:  # never started: what is left is stored here
-                if self.unacked:
-                    write_here(self.client, self.run_id, self.unacked, writer_timeout())
-                return
             if not self.unacked:  # everything stored and acknowledged: no need to wait ~1 s for its exit
                 self.proc.kill()
                 self.proc.wait()
