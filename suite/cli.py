@@ -27,7 +27,7 @@ from recipes import registry
 from reports import benchmark as bench_report
 from reports import build
 from suite import api, benchmark, catalog, commands, data, launch, run_setup, summary, ui
-from suite.core import jsonout, ranks, signals, tracking
+from suite.core import jsonout, memory, ranks, signals, tracking
 from suite.core.errors import CellsMissing, ConfigError, RankLost, Stopped, SuiteError, disk_full, out_of_memory
 from suite.evaluate_run import evaluate_run
 from suite.tune import spec as tune_spec
@@ -410,6 +410,7 @@ def _plugin_args(argv: list[str]) -> list[str]:
 
 def entry() -> int:
     """`python -m suite` and the `gan-suite` script: the suite owns this process (signals.owned)."""
+    memory.keep_freed_memory()
     with signals.owned():
         try:
             return main()

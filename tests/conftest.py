@@ -8,13 +8,21 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config):
+    from suite.core import memory
+
+    memory.keep_freed_memory()  # test processes evaluate as `python -m suite` does (its allocator settings)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def shared_cache(tmp_path_factory):
-    """Domain classifiers and reference statistics are cached once per test session, shared by
-    its xdist workers (or in $SUITE_TEST_CACHE, to keep them between local runs)."""
+def shared_cache(request, tmp_path_factory):
+    """Domain classifiers and reference statistics, cached in pytest's cache folder: shared by the
+    xdist workers (writes are atomic, training is locked) and by the default and slow tiers, so
+    each is built once per checkout. Every entry is keyed by its data and settings, so a changed
+    setting never reuses a stale one. $SUITE_TEST_CACHE puts it elsewhere."""
     path = os.environ.get("SUITE_TEST_CACHE")
-    if not path and os.environ.get("PYTEST_XDIST_WORKER"):  # one cache for all workers of this session: its
-        path = str(tmp_path_factory.getbasetemp().parent / "suite_cache")  # writes are atomic, training is locked
+    if not path and getattr(request.config, "cache", None) is not None:
+        path = str(request.config.cache.mkdir("suite_cache"))
     path = path or str(tmp_path_factory.mktemp("suite_cache"))
     old = os.environ.get("SUITE_CACHE")
     os.environ["SUITE_CACHE"] = path

@@ -39,8 +39,8 @@ def child_runs(client, parent_id):
     return client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'")
 
 
-@pytest.mark.slow  # two worker processes
-def test_two_workers_run_exactly_n_trials_each_a_child_run(suite_home, tmp_path, mlflow_client):
+@pytest.mark.slow  # two worker processes, then two reruns
+def test_two_workers_run_exactly_n_trials_each_a_child_run_and_a_rerun_resumes(suite_home, tmp_path, mlflow_client):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     proc = run_cli(*tune_args(storage, "ring", 5, "--workers", "2"), env=env_for(suite_home))
     assert proc.returncode == 0, proc.stderr
@@ -72,6 +72,16 @@ def test_two_workers_run_exactly_n_trials_each_a_child_run(suite_home, tmp_path,
     assert {"study/trials.csv", "study/summary.json", "study/optimization_history.png",
             "study/parallel_coordinate.png"} <= files
 
+    # rerunning resumes: the same budget trains nothing more, a larger one only the missing trials
+    first = {t.number: (t.params, t.value) for t in trials}
+    again = run_cli(*tune_args(storage, "ring", 5, "--workers", "2"), env=env_for(suite_home))
+    assert again.returncode == 0 and {t.number: (t.params, t.value) for t in trials_of(storage, "ring")} == first
+    more = run_cli(*tune_args(storage, "ring", 6), env=env_for(suite_home))
+    assert more.returncode == 0, more.stderr
+    after = trials_of(storage, "ring")
+    assert len(after) == 6 and {t.number: (t.params, t.value) for t in after if t.number in first} == first
+    assert len(child_runs(mlflow_client, parent_id)) == 6  # under the same parent run
+
 
 @pytest.mark.slow  # eight trials
 def test_planted_hopeless_region_gets_pruned(suite_home, tmp_path):
@@ -98,20 +108,6 @@ def test_failed_trials_are_recorded_with_the_reason_and_the_study_goes_on(suite_
     assert len(trials) == 3 and all(t.state == TrialState.FAIL for t in trials)
     assert all("non-finite loss" in t.user_attrs["reason"] for t in trials)
     assert json.loads(proc.stdout)["failed"] == 3
-
-
-@pytest.mark.slow  # three study runs
-def test_rerunning_resumes_the_study(suite_home, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    env = env_for(suite_home)
-    assert run_cli(*tune_args(storage, "res", 2, steps=60), env=env).returncode == 0
-    first = {t.number: (t.params, t.value) for t in trials_of(storage, "res")}
-    again = run_cli(*tune_args(storage, "res", 2, steps=60), env=env)
-    assert again.returncode == 0 and {t.number: (t.params, t.value) for t in trials_of(storage, "res")} == first
-    more = run_cli(*tune_args(storage, "res", 3, steps=60), env=env)
-    assert more.returncode == 0, more.stderr
-    trials = trials_of(storage, "res")
-    assert len(trials) == 3 and {t.number: (t.params, t.value) for t in trials if t.number in first} == first
 
 
 @pytest.mark.slow  # kills a worker process, waits out its heartbeat
@@ -181,6 +177,8 @@ def test_two_hosts_share_a_postgres_study_and_an_mlflow_server(tmp_path, monkeyp
         trials = trials_of(storage, "lab")
         assert len(trials) == 8 and sorted(t.user_attrs["slot"] for t in trials) == list(range(8))
         assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        drawn = [(t.params["lr_g"], t.params["lr_d"]) for t in trials if not t.user_attrs.get("paper_default")]
+        assert len(drawn) == 7 and len(set(drawn)) == 7  # no coordinator repeats the other's draws
         study = optuna.load_study(study_name="lab", storage=storage)
         client = MlflowClient(tracking)
         parent_id = study.user_attrs["mlflow_parent_run_id"]
@@ -265,20 +263,6 @@ def test_a_study_left_half_set_up_by_a_dead_coordinator_is_repaired_by_the_next_
     summary = json.loads(proc.stdout)
     assert summary["trials"] == 2 and summary["complete"] == 2
     assert optuna.load_study(study_name="half", storage=storage).user_attrs.get("mlflow_parent_run_id")
-
-
-@pytest.mark.slow  # two coordinators at once on one study
-def test_two_coordinators_joining_one_study_sample_different_parameters(suite_home, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    args = tune_args(storage, "join", 6, "--pruner", "none", "--sampler", "random", steps=40)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **env_for(suite_home)}
-    procs = [subprocess.Popen([sys.executable, "-m", "suite", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
-    trials = trials_of(storage, "join")
-    drawn = [(t.params["lr_g"], t.params["lr_d"]) for t in trials if not t.user_attrs.get("paper_default")]
-    assert len(drawn) == 5 and len(set(drawn)) == 5  # no coordinator repeats another's draws
 
 
 @pytest.mark.slow  # trains until the first evaluation

@@ -81,25 +81,6 @@ def store(client, run_id: str, rows: list) -> None:
         client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in rows[i : i + MAX_BATCH]])
 
 
-def write_here(client, run_id: str, lines: list[bytes], timeout: float) -> str | None:
-    """Store JSON-line batches from this process, in a thread joined with a bound: "ok", the
-    error's first line, or None when the store did not answer within `timeout`."""
-    rows = [m for line in lines for m in json.loads(line)]
-    result: list[str] = []
-
-    def go():
-        try:
-            store(client, run_id, rows)
-            result.append("ok")
-        except Exception as e:  # noqa: BLE001 - the caller reports it
-            result.append(str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
-
-    thread = threading.Thread(target=go, daemon=True, name=f"suite-metrics-{run_id[:8]}")
-    thread.start()
-    thread.join(timeout)
-    return result[0] if result else None
-
-
 class ThreadWriter(threading.Thread):
     """Sends metric batches from a background thread so a training step never waits on the
     store. Written instead of MLflow's async logging (log_batch(synchronous=False)) because
@@ -111,6 +92,11 @@ class ThreadWriter(threading.Thread):
         self.queue: queue.Queue = queue.Queue()
         self.error: Exception | None = None
         self.start()
+
+    def _early_phase(self) -> bool:
+        """The first writer is still importing MLflow, within the bound a drain would wait."""
+        return (self.first and not self._is_ready() and self.proc.poll() is None
+                and time.monotonic() - self.started < writer_timeout())
 
     def put(self, chunk: list[tuple]) -> None:
         self.queue.put(chunk)
@@ -155,16 +141,17 @@ class ProcessWriter:
     drain waits at most `writer_timeout()`. What was sent since the last acknowledged drain is
     kept, so a writer that dies or freezes is replaced once and nothing is lost.
 
-    The helper starts with the run and takes ~2.5 s to import MLflow.
-    Until it says "ready", batches stay here, and a drain of the run's first writer stores them
-    from this process (a short run never waits for the import); a replacement writer is waited
-    for, so one that never answers fails the drain."""
+    The helper starts with the run and takes ~2.5 s to import MLflow (longer on a loaded machine).
+    Until the run's first writer says "ready", batches are stored from a thread of this process
+    (`early`), so values show up during those seconds and a short run never waits for the
+    import; a replacement writer is waited for, so one that never answers fails the drain."""
 
     def __init__(self, run_id: str, client):
         self.run_id, self.client = run_id, client
         self.unacked: list[bytes] = []
         self.closed = False
         self.first = True  # the run's first writer
+        self.early: ThreadWriter | None = None  # stores what comes before the first writer is ready
         self._start()
 
     def _start(self) -> None:
@@ -208,7 +195,17 @@ class ProcessWriter:
                 return False
         return True
 
+    def _early_phase(self) -> bool:
+        """The first writer is still importing MLflow, within the bound a drain would wait."""
+        return (self.first and not self._is_ready() and self.proc.poll() is None
+                and time.monotonic() - self.started < writer_timeout())
+
     def put(self, chunk: list[tuple]) -> None:
+        if self._early_phase():
+            if self.early is None:
+                self.early = ThreadWriter(self.client, self.run_id)
+            self.early.put(chunk)
+            return
         line = (json.dumps(chunk) + "\n").encode()
         self.unacked.append(line)
         if self._is_ready():
@@ -219,8 +216,8 @@ class ProcessWriter:
         """The writer's reply to `drain`; None if it gave none within the timeout."""
         deadline = time.monotonic() + timeout
         if not self._is_ready():
-            if self.first and self.proc.poll() is None and time.monotonic() - self.started < timeout:
-                return write_here(self.client, self.run_id, self.unacked, timeout)
+            if not self.unacked and self._early_phase():  # all of it went to `early` (drained by the caller)
+                return "ok"
             if not self._is_ready(max(0.0, deadline - time.monotonic())):
                 return None if self.proc.poll() is None else f"the metric writer process exited ({self.proc.wait()})"
         self.pending += b"drain\n"
@@ -231,6 +228,8 @@ class ProcessWriter:
         return self.proc.stdout.readline().decode().strip() or f"the metric writer process exited ({self.proc.wait()})"
 
     def drain(self) -> None:
+        if self.early is not None:
+            self.early.drain()
         timeout = writer_timeout()
         reply = self._drain_once(timeout)
         if reply is None or (reply != "ok" and self.proc.poll() is not None):  # frozen (killed here) or dead
@@ -250,6 +249,8 @@ class ProcessWriter:
     def stop(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.early is not None:
+                self.early.stop()
             if not self.unacked:  # everything stored and acknowledged: no need to wait ~1 s for its exit
                 self.proc.kill()
                 self.proc.wait()
