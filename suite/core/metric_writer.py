@@ -35,7 +35,7 @@ def main(run_id: str) -> int:
     signals.ignore_stops()  # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
     quiet_mlflow()
     client = MlflowClient(tracking_uri=paths.tracking_uri())
-    print("ready", flush=True)  # the trainer sends batches only from now on (it stores them itself before)
+    say("ready")  # the trainer sends batches only from now on (it stores them itself before)
     error = None
     pending: list = []
 
@@ -52,7 +52,7 @@ def main(run_id: str) -> int:
         line = line.strip()
         if line == "drain":
             write()
-            print("ok" if error is None else str(error).splitlines()[0][:200] or type(error).__name__, flush=True)
+            say("ok" if error is None else str(error).splitlines()[0][:200] or type(error).__name__)
             error = None
         elif line:
             pending.extend(json.loads(line))
@@ -62,6 +62,15 @@ def main(run_id: str) -> int:
                 write()
     write()
     return 0
+
+
+def say(line: str) -> None:
+    """A reply to the trainer. A trainer that was killed reads no more: what it sent is still
+    stored (its end of stdin closes next), without a traceback on the run's stderr."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor one at exit
 
 
 def writer_timeout() -> float:

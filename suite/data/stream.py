@@ -3,6 +3,7 @@ in-memory slicing or a DataLoader over files, so a run resumes mid-epoch with th
 
 from __future__ import annotations
 
+import signal
 import time
 
 import torch
@@ -31,8 +32,10 @@ def augment(x: torch.Tensor, size: int, flip: bool, g: torch.Generator) -> torch
 
 def _worker_init(_worker_id: int) -> None:
     # A stop signal to the process group must not kill a worker mid-step: the trainer finishes
-    # its step with their batches; torch ends them with the loader, or when the trainer dies.
+    # its step with their batches; torch ends them with the loader. A trainer that is gone has no
+    # step to finish: killed with it (torch's own check was seen to leave a worker blocked for minutes).
     signals.ignore_stops()
+    signals.die_with_parent(signal.SIGKILL)
 
 
 class BatchStream:
