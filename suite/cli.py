@@ -224,7 +224,7 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"no tests/benchmarks under {root}: benchmarks run from a source checkout of the suite")
     cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "-o", "python_files=bench_*.py", "--benchmark-only",
            "--benchmark-autosave", "--benchmark-columns=min,median,rounds", "-p", "no:cacheprovider",
-           "-p", "no:xdist"]  # one process: a ratio is timed against its baseline on a quiet machine
+           "-n", "0"]  # one process (over addopts' -n auto): a ratio is timed against its baseline on a quiet machine
     if args.k:
         cmd += ["-k", args.k]
     if args.compare is not None:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from recipes import registry
 from tests.helpers import ROOT, run_cli, run_main
 
@@ -51,3 +53,13 @@ def test_show_prints_the_resolved_config_as_json():
     cfg = resolved["config"]
     assert cfg["lr_d"] == 1e-4 and cfg["lr_g"] == 5e-5 and cfg["seed"] == 7 and cfg["clip_value"] == 0.01
     assert cfg["n_extra_layers"] == 1 and cfg["dataset"] == "lsun_bedroom"
+
+
+@pytest.mark.slow  # a nested pytest session (~25 s): keeps the default tier under 5 minutes
+def test_suite_bench_starts_a_benchmark_session_under_the_projects_pytest_options():
+    """`suite bench` runs pytest-benchmark in one process over addopts' `-n auto` (it once died
+    with pytest's usage error, exit 4). Whether the ratio meets its goal is not asserted here."""
+    proc = run_cli("bench", "-k", "test_null_step_baseline")
+    assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]  # 4: a usage error, 5: nothing ran
+    assert "test_null_step_baseline" in proc.stdout and "benchmark ratios (same run)" in proc.stdout
+    assert "1 passed" in proc.stdout or "1 failed" in proc.stdout
