@@ -323,7 +323,7 @@ def test_a_stopped_run_is_killed_resumable_and_ends_bit_exact(suite_home, mlflow
 # --------------------------------------------------------------------------- no orphans (slow)
 
 
-@pytest.mark.slow  # an MLflow server, three times
+@pytest.mark.slow  # an MLflow server, twice
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["int", "kill"])  # TERM: INT's handler
 def test_the_ui_server_and_all_its_workers_end_with_suite_ui(suite_home, sig):
     mark, port = uuid.uuid4().hex, free_port()

@@ -102,11 +102,6 @@ class ThreadWriter(threading.Thread):
         self.error: Exception | None = None
         self.start()
 
-    def _early_phase(self) -> bool:
-        """The first writer is still importing MLflow, within the bound a drain would wait."""
-        return (self.first and not self._is_ready() and self.proc.poll() is None
-                and time.monotonic() - self.started < writer_timeout())
-
     def put(self, chunk: list[tuple]) -> None:
         self.queue.put(chunk)
 
