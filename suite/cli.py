@@ -229,7 +229,9 @@ def cmd_bench(args) -> int:
         cmd += ["-k", args.k]
     if args.compare is not None:
         cmd.append("--benchmark-compare" + (f"={args.compare}" if args.compare else ""))
-    code = subprocess.call(cmd, cwd=root)
+    # Not an xdist worker's child (pytest-benchmark disables itself there): from a test or any xdist session.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    code = subprocess.call(cmd, cwd=root, env=env, **signals.child_options())
     print(f"ratios: {root / '.benchmarks' / 'ratios.json'}; pytest-benchmark JSON: {root / '.benchmarks'}")
     return code
 
