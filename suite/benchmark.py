@@ -351,8 +351,8 @@ def work(b: BenchmarkSpec, worker_id: int = 0) -> None:
 
 
 def _work(b: BenchmarkSpec, worker_id: int) -> None:
-    if b.workers > 1:  # K workers on one machine share its cores instead of oversubscribing them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // b.workers))
+    if b.workers > 1:  # K workers on one machine share its cores (a lower OMP_NUM_THREADS wins)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // b.workers)))
     study = optuna.load_study(study_name=f"benchmark-{b.name}", storage=open_storage(b.storage))
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     drain_queue(study, lambda trial: run_cell(study, trial, b, parent_id), what="cells")

@@ -32,7 +32,6 @@ def quiet_mlflow() -> None:
 def main(run_id: str) -> int:
     from mlflow.tracking import MlflowClient  # (the same)
 
-    signals.ignore_stops()  # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
     quiet_mlflow()
     client = MlflowClient(tracking_uri=paths.tracking_uri())
     say("ready")  # the trainer sends batches only from now on (it stores them itself before)
@@ -161,7 +160,9 @@ class ProcessWriter:
     def _start(self) -> None:
         # The store's URI reaches it through the environment it inherits: argv would show a password.
         self.proc = subprocess.Popen([sys.executable, "-m", "suite.core.metric_writer", self.run_id],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, **signals.child_options())
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     # Ctrl-C reaches the whole process group: the trainer decides when we end (EOF)
+                                     **signals.child_options(immune=True))
         os.set_blocking(self.proc.stdin.fileno(), False)
         self.pending = b""  # written, but not yet taken by the pipe
         self.ready, self.started = False, time.monotonic()

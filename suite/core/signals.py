@@ -178,12 +178,21 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         _die_with_parent(sig, os.getppid())
 
 
-def child_options(sig: int = signal.SIGTERM, own_group: bool = False) -> dict:
+def child_options(sig: int = signal.SIGTERM, own_group: bool = False, immune: bool = False) -> dict:
     """Popen keyword arguments for a child that gets `sig` when this process dies, however it
     dies. `own_group`: the child leads a process group (a terminal's Ctrl-C reaches only us, and
-    we pass it on once; `stop_group` can end the child's descendants too)."""
+    we pass it on once; `stop_group` can end the child's descendants too). `immune`: the child
+    ignores SIGINT/SIGTERM from its first instruction (a helper whose parent ends it; a Ctrl-C to
+    the group while it still imports would otherwise kill it with a traceback)."""
     parent = os.getpid()
-    opts = {"preexec_fn": lambda: _die_with_parent(sig, parent)} if sys.platform.startswith("linux") else {}
+
+    def setup() -> None:
+        if immune:
+            ignore_stops()  # SIG_IGN survives exec, and Python keeps an ignored SIGINT ignored
+        if sys.platform.startswith("linux"):
+            _die_with_parent(sig, parent)
+
+    opts = {"preexec_fn": setup} if os.name == "posix" else {}
     if own_group:
         opts["start_new_session"] = True
     return opts

@@ -234,8 +234,8 @@ def work(spec: StudySpec, worker_id: int = 0, deadline: float | None = None) -> 
 
 def _work(spec: StudySpec, worker_id: int, deadline: float | None) -> None:
     """Claim and run queued trials until none is queued or running elsewhere (or time is up)."""
-    if spec.workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
+    if spec.workers > 1:  # as benchmark workers: the cores shared, a lower OMP_NUM_THREADS wins
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // spec.workers)))
     study, _ = load_study(spec, seed_offset=spec.seed_offset + worker_id)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     drain_queue(study, lambda trial: run_trial(study, trial, spec, parent_id), deadline, "trials")
