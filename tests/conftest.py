@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-# The tiers run one test process per core (xdist), and many tests start training processes of
-# their own: one intra-op thread each, so they share the cores instead of oversubscribing them
-# (measured: three stop tests 209 s -> 125 s wall on 2 cores). Before torch is imported; the
-# processes the tests start inherit it. An explicit setting wins.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 
 def pytest_configure(config):
+    # The tiers run one test process per core (xdist), and many tests start training processes
+    # of their own: one intra-op thread each, so they share the cores instead of oversubscribing
+    # them (measured: three stop tests 209 s -> 125 s wall on 2 cores). The processes the tests
+    # start inherit it; an explicit setting wins. Not for `suite bench`: it times the threads a
+    # user's run gets.
+    if not config.getoption("benchmark_only", False):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if "torch" in sys.modules:  # read at torch's import: too late for this process otherwise
+            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from suite.core import memory
 
     memory.keep_freed_memory()  # test processes evaluate as `python -m suite` does (its allocator settings)
