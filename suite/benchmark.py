@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import math
 import sys
 import time
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
-import torch
 from optuna.trial import TrialState
 
 from evaluation import leaderboard, metrics, seeds, sequential
@@ -351,8 +349,7 @@ def work(b: BenchmarkSpec, worker_id: int = 0) -> None:
 
 
 def _work(b: BenchmarkSpec, worker_id: int) -> None:
-    if b.workers > 1:  # K workers on one machine share its cores (a lower OMP_NUM_THREADS wins)
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // b.workers)))
+    run_setup.share_cores(b.workers)
     study = optuna.load_study(study_name=f"benchmark-{b.name}", storage=open_storage(b.storage))
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     drain_queue(study, lambda trial: run_cell(study, trial, b, parent_id), what="cells")

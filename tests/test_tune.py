@@ -283,3 +283,24 @@ def test_an_objective_no_evaluation_computes_ends_the_study_in_one_line(suite_ho
     parent = [r for r in client.search_runs([client.get_experiment_by_name("gan_ring8").experiment_id])
               if r.data.tags.get("suite.kind") == "study"][0]
     assert parent.info.status == "FAILED"
+
+
+@pytest.mark.parametrize("threads, cores, workers, expected", [
+    (8, 8, 2, 4),   # each of 2 workers gets half the cores
+    (8, 8, 16, 1),  # never below one thread
+    (2, 8, 2, 2),   # a lower OMP_NUM_THREADS (torch's count) is kept, not raised to cores / K
+    (8, 8, 1, 8),   # one worker: left as it is
+])
+def test_workers_on_one_machine_share_its_cores(monkeypatch, threads, cores, expected, workers):
+    import torch
+
+    from suite import run_setup
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    try:
+        torch.set_num_threads(threads)
+        run_setup.share_cores(workers)
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)

@@ -20,12 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 
 import optuna
-import torch
 from optuna.trial import TrialState
 
 from evaluation import metrics
@@ -234,8 +232,7 @@ def work(spec: StudySpec, worker_id: int = 0, deadline: float | None = None) -> 
 
 def _work(spec: StudySpec, worker_id: int, deadline: float | None) -> None:
     """Claim and run queued trials until none is queued or running elsewhere (or time is up)."""
-    if spec.workers > 1:  # as benchmark workers: the cores shared, a lower OMP_NUM_THREADS wins
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // spec.workers)))
+    run_setup.share_cores(spec.workers)
     study, _ = load_study(spec, seed_offset=spec.seed_offset + worker_id)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
     drain_queue(study, lambda trial: run_trial(study, trial, spec, parent_id), deadline, "trials")
