@@ -25,7 +25,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-from suite.core import signals
+from suite.core import ranks, signals
 from suite.core.errors import RankLost
 from suite.core.tracking import Tracker, get_run
 
@@ -65,8 +65,8 @@ def main(argv: list[str]) -> int:
     """The agent: `python -m suite.launch N ARGV...` (started by run_processes)."""
     nproc, rest = int(argv[0]), argv[1:]
     logging.disable(logging.CRITICAL)  # the agent's own lines: the ranks say what went wrong, in the suite's words
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # as torchrun: no oversubscribed cores
+    cores = ranks.usable_cores() // nproc
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores)))  # as torchrun: no oversubscribed cores
     logs = os.environ.get("SUITE_LAUNCH_LOGS") or tempfile.mkdtemp(prefix="suite-launch-")
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"suite-{uuid.uuid4().hex[:12]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,

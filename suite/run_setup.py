@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -171,14 +170,9 @@ def loader_workers(asked: int) -> int:
     shared with the other ranks on this node."""
     if asked >= 0:
         return asked
-    cores = usable_cores()
+    cores = ranks.usable_cores()
     group = ranks.current()
     return max(1, cores // group.local_world) if group else cores
-
-
-def usable_cores() -> int:
-    """The cores this process may use (its affinity, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def share_cores(workers: int) -> None:
@@ -186,7 +180,7 @@ def share_cores(workers: int) -> None:
     of the cores as intra-op threads instead of oversubscribing them; a lower setting (a user's
     OMP_NUM_THREADS) is kept."""
     if workers > 1:
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), usable_cores() // workers)))
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), ranks.usable_cores() // workers)))
 
 
 def build_trainer(p: Prepared) -> Trainer:

@@ -497,15 +497,16 @@ def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes_once_space_is_free
     try:
         proc = start(["run", "dcgan_digits", "--max-steps", "400", "--no-eval",
                       *sets({**TINY_DC, "checkpoint_every": 1, "sample_every": 1000})], suite_home, uuid.uuid4().hex)
-        run_id = until(lambda: newest_run(mlflow_client, "dcgan_digits"), proc, what="the run")
-        until(lambda: last_step(mlflow_client, run_id) >= 20, proc, what="training")
+        # the file system itself says training began (MLflow lags the run by seconds: it once finished first)
+        until(lambda: list(runs.glob("*/checkpoints/last.pt")), proc, what="the first checkpoint")
         filler = runs / "filler"
         with open(filler, "wb", buffering=0) as f:  # something else fills the disk while the run trains
-            try:
-                while True:
+            deadline = time.monotonic() + 120  # the run's stderr is read only after: a bound, not a wait on a full pipe
+            while proc.poll() is None and time.monotonic() < deadline:  # takes what a replaced checkpoint frees
+                try:
                     f.write(b"\0" * 4096)
-            except OSError:
-                pass
+                except OSError:
+                    time.sleep(0.001)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, err
         proc.stderr = err

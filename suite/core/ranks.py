@@ -32,6 +32,12 @@ _current: Ranks | None = None
 _syncing = [False]  # batch-norm statistics are global only inside train_step (see `training`)
 
 
+def usable_cores() -> int:
+    """The cores this process may use (its affinity, not the machine's), which the processes on
+    this node share."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def launched() -> bool:
     """Started by torchrun (or `--nproc`) as one of several processes."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
