@@ -91,35 +91,61 @@ def soften(x: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:
     return rows @ x @ cols.T
 
 
+def window_sums(x: torch.Tensor, side_h: int, side_w: int) -> torch.Tensor:
+    """Sum of every side_h x side_w window (stride 1), from an integral image in float64: the
+    difference of large running sums would lose a near-constant window's variance in float32."""
+    ii = F.pad(x.double(), (1, 0, 1, 0)).cumsum(-2).cumsum(-1)
+    return ii[..., side_h:, side_w:] - ii[..., :-side_h, side_w:] - ii[..., side_h:, :-side_w] + ii[..., :-side_h, :-side_w]
+
+
 def window_cosines(x: torch.Tensor, centres: torch.Tensor, shift: int) -> torch.Tensor:
     """Cosine between every interior window of each image (B x C x H x W, windows of side H - 2s
-    at the (2s+1)^2 offsets; the centre one, no shift, is offset (2s+1)^2 // 2) and each of its
-    candidates' standardised centre windows (B x D x k): B x (2s+1)^2 x k. A candidate has zero
-    mean, so only the window's centred norm is needed, from two pooled sums instead of
-    standardising every window."""
+    at the (2s+1)^2 offsets, row-major; the centre one, no shift, is offset (2s+1)^2 // 2) and
+    each of its own candidates (B x m x C x h' x w', standardised): B x (2s+1)^2 x m. One grouped
+    convolution, an image per group (3-5x faster on the CPU than unfolding the windows for a
+    batched matrix product). A candidate has zero mean, so only the window's centred norm is
+    needed, from two window sums instead of standardising every window."""
     b, c, h, w = x.shape
-    side_h, side_w = h - 2 * shift, w - 2 * shift
-    win = x.unfold(2, side_h, 1).unfold(3, side_w, 1)  # B x C x (2s+1) x (2s+1) x h' x w'
-    dots = torch.bmm(win.permute(0, 2, 3, 1, 4, 5).reshape(b, (2 * shift + 1) ** 2, -1), centres)
-    mean = F.avg_pool2d(x, (side_h, side_w), stride=1).mean(1).flatten(1)  # B x S
-    sq = F.avg_pool2d(x * x, (side_h, side_w), stride=1).mean(1).flatten(1)
-    norm = ((sq - mean * mean).clamp(min=0) * (c * side_h * side_w)).sqrt().clamp(min=1e-8)
-    return dots / norm.unsqueeze(2)
+    m, side_h, side_w = centres.shape[1], h - 2 * shift, w - 2 * shift
+    x = x - x.mean((1, 2, 3), keepdim=True)  # no change in exact arithmetic; keeps a flat image's few digits
+    dots = F.conv2d(x.reshape(1, b * c, h, w), centres.reshape(b * m, c, side_h, side_w), groups=b)
+    n = c * side_h * side_w
+    mean = window_sums(x, side_h, side_w).sum(1) / n  # B x (2s+1) x (2s+1)
+    sq = window_sums(x * x, side_h, side_w).sum(1) / n
+    norm = ((sq - mean * mean).clamp(min=0) * n).sqrt().clamp(min=1e-8).float().flatten(1)
+    return dots.view(b, m, -1).transpose(1, 2) / norm.unsqueeze(2)
 
 
-def top_k(queries: torch.Tensor, refs: torch.Tensor, k: int, q_chunk: int = 512, r_chunk: int = 4096) -> torch.Tensor:
-    """Indices of the k refs of largest dot product with each query (unit rows: the nearest),
-    in cache-sized blocks; candidates only, so the GEMM's rounding does not matter here."""
+def top_k(queries: torch.Tensor, refs: torch.Tensor, k: int, q_chunk: int = 1024, r_chunk: int = 512,
+          group: int = 16) -> torch.Tensor:
+    """Indices of the k refs of largest dot product with each query (unit rows: the nearest).
+    Exact up to ties, without a top-k over every score (torch's CPU top-k costs more than the
+    GEMM): refs are taken in groups of `group`, only each group's best score is kept, and the
+    k groups with the best maxima, which hold the k nearest refs, are scored again and ranked.
+    Blocks of 1024 x 512 scores stay in the cache (1.6x faster than 512 x 4096 here)."""
+    n = len(refs)
+    if n <= k * group:
+        return (queries @ refs.T).topk(min(k, n), dim=1).indices
+    # group (block, c) holds refs block + c + t * width / group, t < group: -1 where past the end
+    table = []
+    for j in range(0, n, r_chunk):
+        width = -(-min(r_chunk, n - j) // group) * group
+        cols = torch.arange(width).view(group, -1).T  # width/group x group
+        table.append(torch.where(cols < n - j, cols + j, -1))
+    table = torch.cat(table)
     out = []
     for i in range(0, len(queries), q_chunk):
         q = queries[i : i + q_chunk]
-        vals, idxs = [], []
-        for j in range(0, len(refs), r_chunk):
-            v, ix = (q @ refs[j : j + r_chunk].T).topk(min(k, len(refs[j : j + r_chunk])), dim=1)
-            vals.append(v)
-            idxs.append(ix + j)
-        v, ix = torch.cat(vals, 1), torch.cat(idxs, 1)
-        out.append(ix.gather(1, v.topk(k, dim=1).indices))
+        maxima = []
+        for j in range(0, n, r_chunk):
+            scores = q @ refs[j : j + r_chunk].T
+            pad = -scores.shape[1] % group
+            if pad:
+                scores = F.pad(scores, (0, pad), value=-math.inf)
+            maxima.append(scores.view(len(q), group, -1).amax(1))
+        best = table[torch.cat(maxima, 1).topk(k, dim=1).indices].flatten(1)  # len(q) x k*group
+        scores = torch.bmm(refs[best.clamp(min=0)], q.unsqueeze(2)).squeeze(2).masked_fill(best < 0, -math.inf)
+        out.append(best.gather(1, scores.topk(k, dim=1).indices))
     return torch.cat(out)
 
 
@@ -137,7 +163,9 @@ class CopySearch:
         self.views = [(scale, 0.0) for scale in self.scales] + [(1.0, a) for a in angles if a]
         shift = self.shift
         h, w = train.shape[-2:]
-        self.centre = standardise(train[..., shift : h - shift, shift : w - shift].flatten(1))
+        centre = standardise(train[..., shift : h - shift, shift : w - shift].flatten(1))
+        # each centre window, then each mirrored: candidate i's mirror image is row i + N
+        self.centre = torch.cat([centre, centre.view(len(train), -1, h - 2 * shift, w - 2 * shift).flip(-1).flatten(1)])
         self.spectra = spectrum(train)
         self.groups = [(view, mirror) for view in self.views for mirror in (False, True)]  # ((zoom, angle), mirror)
 
@@ -152,24 +180,29 @@ class CopySearch:
         """distance (N,) to the nearest training image under the best edit, that image's index,
         and the edit: `group` (index into self.groups) and window `offset`."""
         images = soften(images.float())
-        n, k = len(images), min(self.k, len(self.centre))
+        n, k = len(images), min(self.k, len(self.spectra))
         best = torch.full((n,), -2.0)
         index, group, offset = (torch.zeros(n, dtype=torch.long) for _ in range(3))
+        side = 2 * self.shift + 1
+        dy, dx = torch.arange(side * side).div(side, rounding_mode="floor"), torch.arange(side * side) % side
+        unmirror = dy * side + (side - 1 - dx)  # the mirrored query at (dy, dx) = the query at (dy, 2s - dx)
+        window = (-1, 2 * k, *images.shape[1:-2], images.shape[-2] - 2 * self.shift, images.shape[-1] - 2 * self.shift)
         for view in self.views:
-            scale, angle = view
-            zoomed = rotate(zoom(images, scale), angle)
+            zoomed = rotate(zoom(images, view[0]), view[1])
             cands = top_k(spectrum(zoomed), self.spectra, k)  # blind to mirroring: serves both
             for s in range(0, n, chunk):
-                centres = self.centre[cands[s : s + chunk]].transpose(1, 2)  # B x D x k, gathered once
-                for mirror in (False, True):
-                    part = zoomed[s : s + chunk]
-                    cos = window_cosines(part.flip(-1) if mirror else part, centres, self.shift)  # B x S x k
-                    value, flat = cos.flatten(1).max(1)
+                part = cands[s : s + chunk]
+                # mirroring the candidates instead of the query: one pass over the query's windows
+                centres = self.centre[torch.cat([part, part + len(self.spectra)], 1)].view(window)
+                cos = window_cosines(zoomed[s : s + chunk], centres, self.shift)
+                for mirror, part in ((False, cos[..., :k]), (True, cos[..., k:])):  # B x S x k each
+                    value, flat = part.flatten(1).max(1)
                     better = value > best[s : s + chunk]
                     rows = torch.arange(s, s + len(value))[better]
                     best[rows] = value[better]
                     index[rows] = torch.gather(cands[s : s + chunk], 1, (flat % k).unsqueeze(1))[better, 0]
-                    group[rows], offset[rows] = self.groups.index((view, mirror)), (flat // k)[better]
+                    at = flat // k
+                    group[rows], offset[rows] = self.groups.index((view, mirror)), (unmirror[at] if mirror else at)[better]
         # unit vectors: |a - b|^2 = 2 - 2 cos
         return {"distance": (2 - 2 * best).clamp(min=0).sqrt(), "index": index, "group": group, "offset": offset}
 

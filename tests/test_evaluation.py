@@ -355,6 +355,40 @@ def test_held_out_images_are_not_found_as_copies(copy_search, fashion):
     assert shares["near_copy_share"] < 0.025, shares
 
 
+
+def test_copy_search_top_k_is_the_plain_top_k():
+    """The group-maxima shortcut returns the same k nearest as a top-k over every score, also
+    when the refs fill neither the blocks nor the last group (5,003 refs, blocks of 512)."""
+    from evaluation import copies
+
+    g = torch.Generator().manual_seed(0)
+    refs = torch.nn.functional.normalize(torch.randn(5003, 49, generator=g), dim=1)
+    queries = torch.cat([refs[[0, 4999, 5002]] + 0.01 * torch.randn(3, 49, generator=g), torch.randn(1200, 49, generator=g)])
+    queries = torch.nn.functional.normalize(queries, dim=1)
+    ours = copies.top_k(queries, refs, 16).sort(1).values
+    plain = (queries.double() @ refs.double().T).topk(16, dim=1).indices.sort(1).values
+    assert (ours == plain).all(1).float().mean() > 0.999  # a float tie at the 16th place may differ
+    assert ours[:3, :].eq(torch.tensor([[0], [4999], [5002]])).any(1).all()
+
+
+def test_window_cosines_equal_standardising_every_window():
+    """Cosines from one grouped convolution and window sums = standardising each shifted window of
+    the query and taking its dot product with each candidate, for a plain and a near-constant image."""
+    from evaluation import copies
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 12, 12, generator=g)
+    x[1] = 0.7 + 1e-3 * x[1]  # near-constant: the variance lives in the 4th digit
+    shift, side = 2, 8
+    cands = copies.standardise(torch.randn(2, 3, side * side, generator=g)).view(2, 3, 1, side, side)
+    ours = copies.window_cosines(x, cands, shift)  # 2 x 25 x 3
+    for b in range(2):
+        for o in range(25):
+            dy, dx = divmod(o, 5)
+            win = copies.standardise(x[b, :, dy : dy + side, dx : dx + side].double().flatten())
+            expect = cands[b].double().flatten(1) @ win
+            assert torch.allclose(ours[b, o].double(), expect, atol=2e-4), (b, o)
+
 @pytest.mark.slow  # trains the Fashion-MNIST classifier (~45 s on 2 cores) once per session
 def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
     ext = features.get("lenet", "fashion_mnist")
