@@ -12,13 +12,16 @@ import torch
 
 
 def knn(queries: torch.Tensor, refs: torch.Tensor, k: int, exclude_self: bool = False,
-        q_chunk: int = 4096, r_chunk: int = 16384, device: str | torch.device = "cpu",
+        q_chunk: int | None = None, r_chunk: int | None = None, device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances (N x k, ascending) and indices into `refs` of each query's k nearest refs.
     `exclude_self`: queries are refs (same order) and a point is not its own neighbour."""
     if len(refs) < k + int(exclude_self):
         raise ValueError(f"need at least {k + int(exclude_self)} reference points, got {len(refs)}")
     device = torch.device(device)
+    # 2048 x 2048 blocks stay in a CPU's cache (8 % faster than 4096 x 16384 on 2 cores); a GPU wants big ones
+    big = device.type != "cpu"
+    q_chunk, r_chunk = q_chunk or (4096 if big else 2048), r_chunk or (16384 if big else 2048)
     refs_d = refs.to(device, dtype)
     r_sq = refs_d.square().sum(1)
     extra = 2  # spare candidates so that re-ranking by exact distance can reorder near-ties
