@@ -184,23 +184,23 @@ class CopySearch:
         best = torch.full((n,), -2.0)
         index, group, offset = (torch.zeros(n, dtype=torch.long) for _ in range(3))
         side = 2 * self.shift + 1
-        dy, dx = torch.arange(side * side).div(side, rounding_mode="floor"), torch.arange(side * side) % side
-        unmirror = dy * side + (side - 1 - dx)  # the mirrored query at (dy, dx) = the query at (dy, 2s - dx)
+        unmirror = torch.arange(side * side).view(side, side).flip(1).flatten()  # mirrored (dy, dx) = (dy, 2s - dx)
         window = (-1, 2 * k, *images.shape[1:-2], images.shape[-2] - 2 * self.shift, images.shape[-1] - 2 * self.shift)
         for view in self.views:
-            zoomed = rotate(zoom(images, view[0]), view[1])
+            scale, angle = view
+            zoomed = rotate(zoom(images, scale), angle)
             cands = top_k(spectrum(zoomed), self.spectra, k)  # blind to mirroring: serves both
             for s in range(0, n, chunk):
-                part = cands[s : s + chunk]
+                mine = cands[s : s + chunk]
                 # mirroring the candidates instead of the query: one pass over the query's windows
-                centres = self.centre[torch.cat([part, part + len(self.spectra)], 1)].view(window)
+                centres = self.centre[torch.cat([mine, mine + len(self.spectra)], 1)].view(window)
                 cos = window_cosines(zoomed[s : s + chunk], centres, self.shift)
-                for mirror, part in ((False, cos[..., :k]), (True, cos[..., k:])):  # B x S x k each
-                    value, flat = part.flatten(1).max(1)
+                for mirror, half in ((False, cos[..., :k]), (True, cos[..., k:])):  # B x S x k each
+                    value, flat = half.flatten(1).max(1)
                     better = value > best[s : s + chunk]
                     rows = torch.arange(s, s + len(value))[better]
                     best[rows] = value[better]
-                    index[rows] = torch.gather(cands[s : s + chunk], 1, (flat % k).unsqueeze(1))[better, 0]
+                    index[rows] = torch.gather(mine, 1, (flat % k).unsqueeze(1))[better, 0]
                     at = flat // k
                     group[rows], offset[rows] = self.groups.index((view, mirror)), (unmirror[at] if mirror else at)[better]
         # unit vectors: |a - b|^2 = 2 - 2 cos
