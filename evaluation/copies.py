@@ -15,8 +15,9 @@ nearest-neighbour search calls a one-pixel shift or a mirror image of a training
   on the interior (that border left out), every offset of the query's window against the training image's centre window, so the
   way a shifted image was filled at its edge does not matter.
 - Search: for each zoom the `candidates` nearest training images by the magnitude of their low
-  2D Fourier frequencies (unchanged by a shift or a mirror), then the exact windowed distance,
-  the query as it is and mirrored.
+  2D Fourier frequencies (unchanged by a shift or a mirror; found exactly by `dot_search`, which
+  skips the training images that cannot be among them), then the exact windowed distance, the
+  query as it is and mirrored.
 Held-out real images go through the same search, so the near-copy threshold (their 1 % quantile)
 and with it the false-positive rate stay calibrated.
 """
@@ -29,6 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from evaluation.defaults import DEFAULTS
+from evaluation.dot_search import DotIndex
 from evaluation.memorization import copy_stats
 
 EDIT_KINDS = ("none", "shift", "mirror", "rescale", "rotate")  # "none": an exact, re-lit or noised copy
@@ -116,39 +118,6 @@ def window_cosines(x: torch.Tensor, centres: torch.Tensor, shift: int) -> torch.
     return dots.view(b, m, -1).transpose(1, 2) / norm.unsqueeze(2)
 
 
-def top_k(queries: torch.Tensor, refs: torch.Tensor, k: int, q_chunk: int = 1024, r_chunk: int = 512,
-          group: int = 16) -> torch.Tensor:
-    """Indices of the k refs of largest dot product with each query (unit rows: the nearest).
-    Exact up to ties, without a top-k over every score (torch's CPU top-k costs more than the
-    GEMM): refs are taken in groups of `group`, only each group's best score is kept, and the
-    k groups with the best maxima, which hold the k nearest refs, are scored again and ranked.
-    Blocks of 1024 x 512 scores stay in the cache (1.6x faster than 512 x 4096 here)."""
-    n = len(refs)
-    if n <= k * group:
-        return (queries @ refs.T).topk(min(k, n), dim=1).indices
-    # group (block, c) holds refs block + c + t * width / group, t < group: -1 where past the end
-    table = []
-    for j in range(0, n, r_chunk):
-        width = -(-min(r_chunk, n - j) // group) * group
-        cols = torch.arange(width).view(group, -1).T  # width/group x group
-        table.append(torch.where(cols < n - j, cols + j, -1))
-    table = torch.cat(table)
-    out = []
-    for i in range(0, len(queries), q_chunk):
-        q = queries[i : i + q_chunk]
-        maxima = []
-        for j in range(0, n, r_chunk):
-            scores = q @ refs[j : j + r_chunk].T
-            pad = -scores.shape[1] % group
-            if pad:
-                scores = F.pad(scores, (0, pad), value=-math.inf)
-            maxima.append(scores.view(len(q), group, -1).amax(1))
-        best = table[torch.cat(maxima, 1).topk(k, dim=1).indices].flatten(1)  # len(q) x k*group
-        scores = torch.bmm(refs[best.clamp(min=0)], q.unsqueeze(2)).squeeze(2).masked_fill(best < 0, -math.inf)
-        out.append(best.gather(1, scores.topk(k, dim=1).indices))
-    return torch.cat(out)
-
-
 class CopySearch:
     """The training side, prepared once: centre windows and spectra of every training image."""
 
@@ -166,7 +135,7 @@ class CopySearch:
         centre = standardise(train[..., shift : h - shift, shift : w - shift].flatten(1))
         # each centre window, then each mirrored: candidate i's mirror image is row i + N
         self.centre = torch.cat([centre, centre.view(len(train), -1, h - 2 * shift, w - 2 * shift).flip(-1).flatten(1)])
-        self.spectra = spectrum(train)
+        self.spectra = DotIndex(spectrum(train))  # exact nearest spectra, far pairs pruned
         self.groups = [(view, mirror) for view in self.views for mirror in (False, True)]  # ((zoom, angle), mirror)
 
     def kind(self, group: int, offset: int) -> str:
@@ -180,20 +149,22 @@ class CopySearch:
         """distance (N,) to the nearest training image under the best edit, that image's index,
         and the edit: `group` (index into self.groups) and window `offset`."""
         images = soften(images.float())
-        n, k = len(images), min(self.k, len(self.spectra))
+        n, k = len(images), min(self.k, self.spectra.n)
         best = torch.full((n,), -2.0)
         index, group, offset = (torch.zeros(n, dtype=torch.long) for _ in range(3))
         side = 2 * self.shift + 1
         unmirror = torch.arange(side * side).view(side, side).flip(1).flatten()  # mirrored (dy, dx) = (dy, 2s - dx)
         window = (-1, 2 * k, *images.shape[1:-2], images.shape[-2] - 2 * self.shift, images.shape[-1] - 2 * self.shift)
+        gathered = torch.empty(min(n, chunk) * 2 * k, self.centre.shape[1])  # reused: a fresh one per chunk is 3x slower
         for view in self.views:
             scale, angle = view
             zoomed = rotate(zoom(images, scale), angle)
-            cands = top_k(spectrum(zoomed), self.spectra, k)  # blind to mirroring: serves both
+            cands = self.spectra.top_k(spectrum(zoomed), k)  # blind to mirroring: serves both
             for s in range(0, n, chunk):
                 mine = cands[s : s + chunk]
                 # mirroring the candidates instead of the query: one pass over the query's windows
-                centres = self.centre[torch.cat([mine, mine + len(self.spectra)], 1)].view(window)
+                pick = torch.cat([mine, mine + self.spectra.n], 1).flatten()
+                centres = torch.index_select(self.centre, 0, pick, out=gathered[: len(pick)]).view(window)
                 cos = window_cosines(zoomed[s : s + chunk], centres, self.shift)
                 for mirror, half in ((False, cos[..., :k]), (True, cos[..., k:])):  # B x S x k each
                     value, flat = half.flatten(1).max(1)

@@ -356,19 +356,60 @@ def test_held_out_images_are_not_found_as_copies(copy_search, fashion):
 
 
 
-def test_copy_search_top_k_is_the_plain_top_k():
-    """The group-maxima shortcut returns the same k nearest as a top-k over every score, also
-    when the refs fill neither the blocks nor the last group (5,003 refs, blocks of 512)."""
-    from evaluation import copies
+def _plain_top_k(queries, refs, k):
+    """The definition: float64 scores of every pair, then a top-k."""
+    scores = queries.double() @ refs.double().T
+    return scores, scores.topk(k, dim=1).indices
+
+
+@pytest.mark.parametrize("case", ["random unit rows", "near a 3-d subspace", "rows of any norm"])
+def test_dot_index_top_k_is_the_plain_top_k(case):
+    """The pruned search returns the k refs a top-k over every score returns: on random rows
+    (nothing to prune; leaves, groups and the last group all partly filled: 5,003 refs), on rows
+    near a low-dimensional subspace, where most leaves must be skipped, and on rows of unequal
+    norms (the bound's |q|^2 + max |r|^2 term)."""
+    from evaluation.dot_search import DotIndex
 
     g = torch.Generator().manual_seed(0)
-    refs = torch.nn.functional.normalize(torch.randn(5003, 49, generator=g), dim=1)
-    queries = torch.cat([refs[[0, 4999, 5002]] + 0.01 * torch.randn(3, 49, generator=g), torch.randn(1200, 49, generator=g)])
-    queries = torch.nn.functional.normalize(queries, dim=1)
-    ours = copies.top_k(queries, refs, 16).sort(1).values
-    plain = (queries.double() @ refs.double().T).topk(16, dim=1).indices.sort(1).values
-    assert (ours == plain).all(1).float().mean() > 0.999  # a float tie at the 16th place may differ
-    assert ours[:3, :].eq(torch.tensor([[0], [4999], [5002]])).any(1).all()
+    n_refs, dim = (5003, 49) if case == "random unit rows" else (20_000, 49)
+    if case == "random unit rows":
+        refs = torch.randn(n_refs, dim, generator=g)
+        queries = torch.cat([refs[[0, 4999, 5002]] + 0.01 * torch.randn(3, dim, generator=g), torch.randn(1200, dim, generator=g)])
+    else:
+        basis = torch.randn(3, dim, generator=g)
+        refs = torch.randn(n_refs, 3, generator=g) @ basis + 0.05 * torch.randn(n_refs, dim, generator=g)
+        queries = torch.randn(1500, 3, generator=g) @ basis + 0.05 * torch.randn(1500, dim, generator=g)
+    if case == "rows of any norm":
+        refs = refs * torch.empty(n_refs, 1).uniform_(0.2, 3.0, generator=g)
+        queries = queries * torch.empty(len(queries), 1).uniform_(0.2, 3.0, generator=g)
+    else:
+        refs, queries = torch.nn.functional.normalize(refs, dim=1), torch.nn.functional.normalize(queries, dim=1)
+    index = DotIndex(refs, leaf=512)
+    ours = index.top_k(queries, 16, chunk=1000)  # two chunks, the second partly filled
+    scores, plain = _plain_top_k(queries, refs, 16)
+    same = (ours.sort(1).values == plain.sort(1).values).all(1).float().mean()
+    assert same > 0.999, same  # a float tie at the 16th place may differ
+    # where the sets differ, only by a tie: the same scores, best first
+    assert torch.allclose(scores.gather(1, ours), scores.gather(1, plain), atol=1e-6)
+    if case == "random unit rows":
+        assert ours[:3, 0].tolist() == [0, 4999, 5002]
+    if case == "near a 3-d subspace":
+        assert index.scored_share < 0.5, index.scored_share  # the pruning did happen (measured 0.03)
+
+
+def test_dot_index_small_sets():
+    """Fewer refs than k: all of them, best first; k larger than a leaf's groups (no threshold)."""
+    from evaluation.dot_search import DotIndex
+
+    g = torch.Generator().manual_seed(1)
+    refs, queries = torch.randn(10, 5, generator=g), torch.randn(7, 5, generator=g)
+    ours = DotIndex(refs).top_k(queries, 16)
+    assert ours.shape == (7, 10)
+    assert torch.equal(ours, _plain_top_k(queries, refs, 10)[1])
+    refs = torch.randn(600, 5, generator=g)
+    ours = DotIndex(refs, leaf=64).top_k(queries, 16)  # leaves of <= 64 refs: 4 groups each
+    assert torch.equal(ours.sort(1).values, _plain_top_k(queries, refs, 16)[1].sort(1).values)
+    assert DotIndex(refs).top_k(queries[:0], 3).shape == (0, 3)
 
 
 def test_window_cosines_equal_standardising_every_window():
