@@ -84,45 +84,60 @@ class DotIndex:
         proj = (q - self.mean) @ self.basis
         gap = torch.maximum(self.lo - proj.unsqueeze(1), proj.unsqueeze(1) - self.hi).clamp(min=0)
         bound = (q.square().sum(1, keepdim=True) + self.max_sq - gap.square().sum(2)) / 2  # n x L
-        home = bound.argmax(1).unsqueeze(1) == torch.arange(leaves)
+        home_leaf = bound.argmax(1)
+        home = home_leaf.unsqueeze(1) == torch.arange(leaves)
+        # group maxima of the scored (query, leaf) pairs, one row of G each, pairs in the order
+        # they are scored (leaf by leaf), so that each block lands as one contiguous slab; slot[i,
+        # leaf] is the pair's row, -1 where not scored (a dense n x L x G buffer is 62 MB a chunk,
+        # written row by row; this holds the ~30 % of it that is scored)
+        slot = torch.full((n, leaves), -1)
+        home_maxima = self._score(qa, home, slot, 0)
         floor = torch.full((n,), -math.inf)
         if k <= g:  # the k-th best group maximum of the home leaf: k refs score at least that much
-            home_maxima = torch.empty(g, n)
-            for leaf, rows in by_leaf(home):
-                home_maxima.index_copy_(1, rows, self._maxima(qa[rows], leaf))
-            floor = home_maxima.topk(k, dim=0).values[-1]
+            floor = home_maxima[slot[torch.arange(n), home_leaf]].topk(k, dim=1).values[:, -1]
         # 1e-4: float rounding of the bound and of the scores must never drop a leaf
-        need = (bound >= floor.unsqueeze(1) - 1e-4) | home
-        maxima = torch.full((leaves, g, n), -math.inf)  # group maxima, -inf where not scored
-        for leaf, rows in by_leaf(need):
-            maxima[leaf].index_copy_(1, rows, self._maxima(qa[rows], leaf))
-        best_leaves = maxima.amax(1).T.topk(min(k, leaves), dim=1).indices  # n x k'
-        cand = maxima.permute(2, 0, 1)[torch.arange(n).unsqueeze(1), best_leaves].flatten(1)  # n x k'G group maxima
-        pos = cand.topk(min(k, cand.shape[1]), dim=1).indices
+        maxima = torch.cat([home_maxima, self._score(qa, (bound >= floor.unsqueeze(1) - 1e-4) & ~home, slot, n)])
+        leaf_max = torch.full((n, leaves), -math.inf)
+        scored = slot >= 0
+        leaf_max[scored] = maxima.amax(1)[slot[scored]]
+        best_leaves = leaf_max.topk(min(k, leaves), dim=1).indices  # n x k'
+        every = torch.arange(n).unsqueeze(1)
+        at = slot[every, best_leaves]  # n x k': a pair's row, or -1 (never scored: fewer leaves than k')
+        cand = maxima[at.clamp(min=0)].masked_fill_((at < 0).unsqueeze(2), -math.inf)  # n x k' x G
+        pos = cand.flatten(1).topk(min(k, cand[0].numel()), dim=1).indices
         leaf_of, col = best_leaves.gather(1, pos // g), pos % g  # the k best groups: leaf, group in it
         # their members scored again, leaf by leaf: a few leaves per query, each block in the cache
+        # (gathering each query's k x G members instead is memory-bound: 1.4x slower)
         exact = torch.empty(n, pos.shape[1], self.group)
         chosen = torch.zeros(n, leaves, dtype=torch.bool)
-        chosen[torch.arange(n).unsqueeze(1), leaf_of] = True
+        chosen[every, leaf_of] = True
         members = torch.arange(self.group) * g
         for leaf, rows in by_leaf(chosen, block=n):
             scores = (self.table[leaf] @ qa[rows].T).T  # m x W
-            qi, slot = (leaf_of[rows] == leaf).nonzero(as_tuple=True)
-            exact[rows[qi], slot] = scores[qi.unsqueeze(1), col[rows[qi], slot].unsqueeze(1) + members]
+            qi, slot_of = (leaf_of[rows] == leaf).nonzero(as_tuple=True)
+            exact[rows[qi], slot_of] = scores[qi.unsqueeze(1), col[rows[qi], slot_of].unsqueeze(1) + members]
         ids = self.member_ids[leaf_of * g + col].flatten(1)
         top = exact.flatten(1).masked_fill(ids < 0, -math.inf).topk(k, dim=1).indices
-        return ids.gather(1, top), int((need.long() @ self.sizes).sum())
+        return ids.gather(1, top), int((scored.long() @ self.sizes).sum())
 
-    def _maxima(self, qa: torch.Tensor, leaf: int) -> torch.Tensor:
-        """G x m group maxima of m queries in one leaf. Scores as leaf x query, so that the max over
-        a group runs over the leading dim (17x faster than over a short inner one)."""
-        return (self.table[leaf] @ qa.T).view(self.group, -1).amax(0).view(self.groups_per_leaf, -1)
+    def _score(self, qa: torch.Tensor, pairs: torch.Tensor, slot: torch.Tensor, first: int) -> torch.Tensor:
+        """Group maxima (P x G) of the P pairs marked in `pairs`, leaf by leaf; records their rows,
+        counted from `first`, in slot. Scores as leaf x query, so that the max over a group runs
+        over the leading dim (17x faster than over a short inner one)."""
+        leaf_ids, query_ids = pairs.T.nonzero(as_tuple=True)
+        slot[query_ids, leaf_ids] = torch.arange(first, first + len(leaf_ids))
+        out, start = torch.empty(len(leaf_ids), self.groups_per_leaf), 0
+        for leaf, rows in by_leaf(pairs, found=query_ids):
+            scores = (self.table[leaf] @ qa[rows].T).view(self.group, -1).amax(0)
+            out[start : start + len(rows)] = scores.view(self.groups_per_leaf, -1).T
+            start += len(rows)
+        return out
 
 
-def by_leaf(pairs: torch.Tensor, block: int = BLOCK):
+def by_leaf(pairs: torch.Tensor, block: int = BLOCK, found: torch.Tensor | None = None):
     """(leaf, query rows) for the pairs marked in an n x L mask, at most `block` rows at a time:
-    one nonzero for all leaves."""
-    _, rows = pairs.T.nonzero(as_tuple=True)  # leaf by leaf, queries ascending
+    one nonzero for all leaves (or `found`, its query ids if the caller has them)."""
+    rows = pairs.T.nonzero(as_tuple=True)[1] if found is None else found  # leaf by leaf, queries ascending
     start = 0
     for leaf, count in enumerate(pairs.sum(0).tolist()):
         for s in range(start, start + count, block):
