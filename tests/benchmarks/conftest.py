@@ -40,7 +40,8 @@ def ratio(name: str) -> float | None:
 def check(name: str) -> float:
     """Assert the goal of a finished pair; returns the ratio."""
     value = ratio(name)
-    assert value is not None, f"{name}: both sides must have run"
+    if value is None:  # the other half was deselected (-k) or failed, and then its own test says so
+        pytest.skip(f"{name}: no ratio, its other half did not run in this selection")
     kind, bound, _ = GOALS[name]
     if bound is None:
         return value
