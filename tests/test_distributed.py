@@ -61,16 +61,19 @@ def test_two_processes_train_the_model_one_process_trains(suite_home):
     assert worst_relative(tensors(a["trainer"]), tensors(b["trainer"])) <= 1e-5
     # WGAN through torchrun typed by hand: clipping and critic bursts, RMSprop
     over = [*NO_EVAL, *sets(WGAN_BURST)]
-    one = cli("run", "wgan_digits", "--max-steps", "20", *over).stdout.strip()
+    # RMSprop's first steps are sign steps (g / sqrt(0.01 g^2)), so a gradient at rounding level
+    # that changes sign with the reduction order moves its weight 10 lr the other way: measured
+    # here, one process with 1 and with 2 intra-op threads ends 8.9e-4 apart, and 2 processes
+    # within 3.5e-7 of the latter. "One process" is each of its reduction orders.
+    ones = [cli("run", "wgan_digits", "--max-steps", "20", *over, OMP_NUM_THREADS=t).stdout.strip() for t in ("1", "2")]
     torchrun = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                                "-m", "suite", "run", "wgan_digits", "--max-steps", "20", *over],
                               capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert torchrun.returncode == 0, torchrun.stderr[-3000:]
     two = torchrun.stdout.strip()
     assert len(two) == 32  # rank 0 alone prints the run id
-    a, b = state_of(one), state_of(two)
-    assert worst_relative(tensors(a["trainer"]["modules"]), tensors(b["trainer"]["modules"])) <= 1e-5
-    assert worst_relative(tensors(a["trainer"]), tensors(b["trainer"])) <= 1e-5
+    b = state_of(two)
+    assert min(worst_relative(tensors(state_of(one)["trainer"]), tensors(b["trainer"])) for one in ones) <= 1e-5
     for w in tensors(b["trainer"]["modules"]["D"]).values():  # the critic clipped on every rank
         assert w.abs().max() <= 0.01 + 1e-12 or w.dim() == 1
 
