@@ -107,7 +107,7 @@ class DotIndex:
         pos = cand.flatten(1).topk(min(k, cand[0].numel()), dim=1).indices
         leaf_of, col = best_leaves.gather(1, pos // g), pos % g  # the k best groups: leaf, group in it
         # their members scored again, leaf by leaf: a few leaves per query, each block in the cache
-        # (gathering each query's k x G members instead is memory-bound: 1.4x slower)
+        # (gathering the members of each query's k groups instead is memory-bound: 1.4x slower)
         exact = torch.empty(n, pos.shape[1], self.group)
         chosen = torch.zeros(n, leaves, dtype=torch.bool)
         chosen[every, leaf_of] = True
