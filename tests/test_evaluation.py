@@ -431,8 +431,9 @@ def test_window_cosines_equal_standardising_every_window():
             assert torch.allclose(ours[b, o].double(), expect, atol=2e-4), (b, o)
 
 @pytest.mark.slow  # trains the Fashion-MNIST classifier (~45 s on 2 cores) once per session
-def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion):
-    ext = features.get("lenet", "fashion_mnist")
+def test_reference_statistics_are_cached_and_keyed_by_every_setting(fashion, tmp_path, monkeypatch):
+    ext = features.get("lenet", "fashion_mnist")  # the classifier from the session's cache
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path))  # statistics from none: the tiers' cache outlives a run
     calls = []
     fn = ext.fn
     ext.fn = lambda x: (calls.append(len(x)), fn(x))[1]
